@@ -1,0 +1,155 @@
+package target
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/aoetarget/aoetarget/aoe"
+)
+
+// ata answers an Issue ATA Command request (AoEr11, Section 3.1). Errors
+// of the command or the store are ATA errors (status ERR with ABRT, IDNF or
+// UNC): the Linux initiator fails the I/O at once on those, while it keeps
+// retransmitting requests answered with AoE errors until aoe_deadsecs.
+func (h *Handler) ata(r *reply) int {
+	q, err := aoe.ParseATA(r.req.Arg)
+	if err != nil {
+		return r.aoeError(aoe.ErrorBadArgument)
+	}
+	if q.CmdStatus != aoe.ATAIdentifyDevice && h.reserved(r.req.Src) {
+		return r.aoeError(aoe.ErrorTargetReserved)
+	}
+	a := aoe.ATA{
+		Flags:       q.Flags,
+		SectorCount: q.SectorCount,
+		CmdStatus:   aoe.ATAStatusDRDY,
+		LBA:         q.LBA,
+	}
+	b := r.headers(0)
+	data := len(b) + aoe.ATAArgLen // where the reply's data starts
+	n := 0                         // bytes of data in the reply
+	switch q.CmdStatus {
+	case aoe.ATAIdentifyDevice:
+		if len(r.buf) < data+aoe.IdentifyLen {
+			fail(&a, aoe.ATAErrorABRT)
+			break
+		}
+		n = copy(r.buf[data:], h.identity[:])
+	case aoe.ATACheckPowerMode:
+		a.SectorCount = 0xff // active or idle
+	case aoe.ATAFlushCache, aoe.ATAFlushCacheExt:
+		if err := h.flush(); err != nil {
+			fail(&a, aoe.ATAErrorABRT)
+		}
+	case aoe.ATAReadSectors, aoe.ATAReadSectorsExt:
+		n = h.read(r, q, &a, r.buf[data:])
+	case aoe.ATAWriteSectors, aoe.ATAWriteSectorsExt:
+		h.write(r, q, &a)
+	default:
+		fail(&a, aoe.ATAErrorABRT)
+	}
+	if a.CmdStatus&aoe.ATAStatusERR != 0 {
+		h.stats.ATAErrors.Add(1)
+		n = 0
+	}
+	b, _ = a.AppendHeader(b) // the LBA came from 48 bits on the wire
+	return len(b) + n
+}
+
+// fail turns a into a failed command with the given error register.
+func fail(a *aoe.ATA, errbits uint8) {
+	a.CmdStatus = aoe.ATAStatusDRDY | aoe.ATAStatusERR
+	a.ErrFeature = errbits
+}
+
+// span checks the sector range of a read or write request against the
+// export and the frame, and returns its byte offset and length. On failure
+// it marks a failed: IDNF for a range past the end of the export, ABRT for
+// a count that does not fit in a frame.
+func (h *Handler) span(r *reply, q aoe.ATA, a *aoe.ATA) (off int64, n int, ok bool) {
+	lba := q.LBA
+	if q.CmdStatus == aoe.ATAReadSectors || q.CmdStatus == aoe.ATAWriteSectors {
+		lba &= aoe.MaxLBA28 // the Linux initiator sets the top nibble of lba3
+	}
+	count := uint64(q.SectorCount)
+	if count > uint64(MaxSectors(r.port.MTU)) {
+		fail(a, aoe.ATAErrorABRT)
+		return 0, 0, false
+	}
+	if lba > h.store.Sectors() || count > h.store.Sectors()-lba {
+		fail(a, aoe.ATAErrorIDNF)
+		return 0, 0, false
+	}
+	return int64(lba) * aoe.SectorSize, int(count) * aoe.SectorSize, true
+}
+
+// read serves READ SECTORS (EXT) into dst, the reply's data area, and
+// returns the number of bytes read.
+func (h *Handler) read(r *reply, q aoe.ATA, a *aoe.ATA, dst []byte) int {
+	off, n, ok := h.span(r, q, a)
+	if !ok {
+		return 0
+	}
+	if n > len(dst) {
+		fail(a, aoe.ATAErrorABRT)
+		return 0
+	}
+	if _, err := h.store.ReadAt(dst[:n], off); err != nil {
+		h.ioError("read", off, n, err)
+		fail(a, aoe.ATAErrorUNC|aoe.ATAErrorABRT)
+		return 0
+	}
+	h.stats.Reads.Add(1)
+	h.stats.ReadBytes.Add(uint64(n))
+	return n
+}
+
+// write serves WRITE SECTORS (EXT). Unless the export is writeback, the
+// data is durable before the reply is built.
+func (h *Handler) write(r *reply, q aoe.ATA, a *aoe.ATA) {
+	off, n, ok := h.span(r, q, a)
+	if !ok {
+		return
+	}
+	if len(q.Data) < n {
+		// The frame does not carry the sectors it announces.
+		fail(a, aoe.ATAErrorABRT)
+		return
+	}
+	if h.store.ReadOnly() {
+		fail(a, aoe.ATAErrorABRT)
+		return
+	}
+	if _, err := h.store.WriteAt(q.Data[:n], off); err != nil {
+		h.ioError("write", off, n, err)
+		fail(a, aoe.ATAErrorABRT)
+		return
+	}
+	if !h.wback && !h.store.Durable() {
+		if err := h.flush(); err != nil {
+			fail(a, aoe.ATAErrorABRT)
+			return
+		}
+	}
+	h.stats.Writes.Add(1)
+	h.stats.WriteBytes.Add(uint64(n))
+}
+
+// flush makes completed writes durable.
+func (h *Handler) flush() error {
+	if h.store.ReadOnly() {
+		return nil
+	}
+	h.stats.Flushes.Add(1)
+	if err := h.store.Flush(); err != nil {
+		h.ioError("flush", 0, 0, err)
+		return err
+	}
+	return nil
+}
+
+func (h *Handler) ioError(op string, off int64, n int, err error) {
+	h.stats.IOErrors.Add(1)
+	h.log.LogAttrs(context.Background(), slog.LevelWarn, "store error", slog.String("op", op),
+		slog.Int64("offset", off), slog.Int("bytes", n), slog.Any("err", err))
+}

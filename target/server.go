@@ -1,0 +1,330 @@
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/packet"
+
+	"github.com/aoetarget/aoetarget/aoe"
+	"github.com/aoetarget/aoetarget/netconf"
+)
+
+// frameBufLen is the size of the receive and reply buffers: the largest
+// frame any MTU can carry, so an MTU raised while we run is served too.
+const frameBufLen = 65536 + aoe.EthernetHeaderLen
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	// Interfaces are the names of the interfaces to serve on.
+	Interfaces []string
+	// RecvBuffer and SendBuffer size the sockets' kernel buffers in bytes;
+	// 0 means BufferCount frames of the interface's MTU, as vblade does.
+	RecvBuffer, SendBuffer int
+	// Logger receives the server's log; nil discards it.
+	Logger *slog.Logger
+	// MonitorInterval is how often each interface is checked for a new
+	// MTU, a link that came back up or an interface that was recreated; 0
+	// means 2 seconds.
+	MonitorInterval time.Duration
+	// Lookup and Listen open the interfaces; nil means netconf.Lookup and
+	// netconf.Listen with the export's filter. Tests replace them, e.g. to
+	// open sockets in another network namespace.
+	Lookup func(name string) (*net.Interface, error)
+	Listen func(ifi *net.Interface, cfg netconf.Config) (net.PacketConn, error)
+}
+
+// Server serves a Handler on one or more interfaces.
+type Server struct {
+	h     *Handler
+	cfg   ServerConfig
+	log   *slog.Logger
+	ready chan struct{}
+}
+
+// NewServer returns a Server for h. It opens nothing until Serve.
+func NewServer(h *Handler, cfg ServerConfig) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MonitorInterval == 0 {
+		cfg.MonitorInterval = 2 * time.Second
+	}
+	if cfg.Lookup == nil {
+		cfg.Lookup = netconf.Lookup
+	}
+	if cfg.Listen == nil {
+		cfg.Listen = func(ifi *net.Interface, c netconf.Config) (net.PacketConn, error) {
+			return netconf.Listen(ifi, c)
+		}
+	}
+	return &Server{h: h, cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}
+}
+
+// Ready is closed once every interface's socket is open and the
+// announcement has been sent on it.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Serve opens a socket on every interface, announces the export, and
+// answers requests until ctx is done. It returns an error if an interface
+// cannot be opened at startup; later socket errors (link down, interface
+// recreated) are logged and survived. When ctx is done Serve stops
+// reading, lets the request in progress finish, and returns nil.
+func (s *Server) Serve(ctx context.Context) error {
+	ports := make([]*port, 0, len(s.cfg.Interfaces))
+	defer func() {
+		for _, p := range ports {
+			p.close()
+		}
+	}()
+	for _, name := range s.cfg.Interfaces {
+		p := &port{s: s, name: name, log: s.log.With("if", name)}
+		if err := p.open(); err != nil {
+			return err
+		}
+		ports = append(ports, p)
+	}
+	for _, p := range ports {
+		p.announce()
+	}
+	close(s.ready)
+
+	var wg sync.WaitGroup
+	for _, p := range ports {
+		wg.Add(2)
+		go func() { defer wg.Done(); p.serve(ctx) }()
+		go func() { defer wg.Done(); p.monitor(ctx) }()
+	}
+	<-ctx.Done()
+	for _, p := range ports {
+		p.interrupt()
+	}
+	wg.Wait()
+	return nil
+}
+
+// port is one interface a Server serves on.
+type port struct {
+	s    *Server
+	name string
+	log  *slog.Logger
+
+	mu    sync.Mutex // guards the fields below
+	conn  net.PacketConn
+	ifi   *net.Interface
+	info  Port
+	up    bool
+	reopn bool // the interface was recreated: serve must reopen
+}
+
+func (p *port) open() error {
+	ifi, err := p.s.cfg.Lookup(p.name)
+	if err != nil && !errors.Is(err, netconf.ErrLinkDown) {
+		return err
+	}
+	if err != nil {
+		p.log.Warn("interface is down; serving once it comes up")
+	}
+	mac, ok := aoe.MACFrom(ifi.HardwareAddr)
+	if !ok {
+		return fmt.Errorf("target: interface %s has no Ethernet address", p.name)
+	}
+	bufs := int(p.s.h.bufcnt) * (ifi.MTU + aoe.EthernetHeaderLen)
+	cfg := netconf.Config{
+		Filter:     netconf.Filter{Major: p.s.h.major, Minor: p.s.h.minor},
+		RecvBuffer: p.s.cfg.RecvBuffer,
+		SendBuffer: p.s.cfg.SendBuffer,
+	}
+	if cfg.RecvBuffer == 0 {
+		cfg.RecvBuffer = bufs
+	}
+	if cfg.SendBuffer == 0 {
+		cfg.SendBuffer = bufs
+	}
+	conn, err := p.s.cfg.Listen(ifi, cfg)
+	if err != nil {
+		return fmt.Errorf("target: listen on %s: %w", p.name, err)
+	}
+	p.mu.Lock()
+	p.conn, p.ifi = conn, ifi
+	p.info = Port{MAC: mac, MTU: ifi.MTU}
+	p.up = ifi.Flags&net.FlagUp != 0
+	p.reopn = false
+	p.mu.Unlock()
+	p.log.Info("listening", "mac", mac.String(), "mtu", ifi.MTU,
+		"sectors_per_frame", MaxSectors(ifi.MTU))
+	return nil
+}
+
+func (p *port) state() (net.PacketConn, Port) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conn, p.info
+}
+
+func (p *port) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil {
+		p.conn.Close()
+	}
+}
+
+// interrupt unblocks a pending read.
+func (p *port) interrupt() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil {
+		p.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// announce sends the unsolicited config response.
+func (p *port) announce() {
+	conn, info := p.state()
+	buf := make([]byte, frameBufLen)
+	for _, dst := range p.s.h.AnnounceTo() {
+		n := p.s.h.Announcement(info, dst, buf)
+		if _, err := conn.WriteTo(buf[:n], &packet.Addr{HardwareAddr: dst.HardwareAddr()}); err != nil {
+			p.log.Warn("announce failed", "dst", dst.String(), "err", err)
+			continue
+		}
+		p.log.Debug("announced", "dst", dst.String())
+	}
+}
+
+// serve is the receive loop of one interface.
+func (p *port) serve(ctx context.Context) {
+	rbuf := make([]byte, frameBufLen)
+	wbuf := make([]byte, frameBufLen)
+	dst := &packet.Addr{HardwareAddr: make(net.HardwareAddr, 6)}
+	var errs errLimiter
+	for ctx.Err() == nil {
+		conn, info := p.state()
+		n, _, err := conn.ReadFrom(rbuf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.readError(ctx, err, &errs)
+			continue
+		}
+		rn, v := p.s.h.Handle(info, rbuf[:n], wbuf)
+		if v != Reply {
+			continue
+		}
+		copy(dst.HardwareAddr, wbuf[0:6])
+		if _, err := conn.WriteTo(wbuf[:rn], dst); err != nil && errs.allow() {
+			p.log.Warn("send failed", "err", err, "suppressed", errs.suppressed())
+		}
+	}
+}
+
+// readError handles a failed read: it logs the error (rate-limited), and
+// reopens the socket when the interface was recreated.
+func (p *port) readError(ctx context.Context, err error, errs *errLimiter) {
+	if errs.allow() {
+		p.log.Warn("receive failed", "err", err, "suppressed", errs.suppressed())
+	}
+	p.mu.Lock()
+	reopen := p.reopn || errors.Is(err, net.ErrClosed) || !netconf.Transient(err)
+	p.mu.Unlock()
+	if !reopen {
+		return
+	}
+	// The socket is gone or the interface was recreated: open a new one as
+	// soon as the interface is back.
+	for ctx.Err() == nil {
+		old, _ := p.state()
+		if err := p.open(); err == nil {
+			old.Close()
+			p.announce()
+			return
+		} else if errs.allow() {
+			p.log.Warn("reopen failed", "err", err, "suppressed", errs.suppressed())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// monitor watches the interface: a new MTU changes the sectors per frame
+// and is announced; a link that comes back up is announced; a recreated
+// interface (new index) makes the serve loop reopen its socket.
+func (p *port) monitor(ctx context.Context) {
+	t := time.NewTicker(p.s.cfg.MonitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ifi, err := p.s.cfg.Lookup(p.name)
+		if err != nil && !errors.Is(err, netconf.ErrLinkDown) {
+			p.mu.Lock()
+			p.up = false
+			p.mu.Unlock()
+			continue
+		}
+		up := err == nil
+		p.mu.Lock()
+		recreated := ifi.Index != p.ifi.Index
+		mtu := ifi.MTU != p.info.MTU
+		cameUp := up && !p.up
+		p.up = up
+		if recreated {
+			p.reopn = true
+			if p.conn != nil {
+				p.conn.SetReadDeadline(time.Unix(1, 0)) // wake the serve loop
+			}
+		} else if mtu {
+			p.info.MTU = ifi.MTU
+		}
+		p.mu.Unlock()
+		switch {
+		case recreated:
+			p.log.Warn("interface was recreated; reopening", "index", ifi.Index)
+		case mtu || cameUp:
+			p.log.Info("interface changed; announcing", "up", up, "mtu", ifi.MTU,
+				"sectors_per_frame", MaxSectors(ifi.MTU))
+			if up {
+				p.announce()
+			}
+		}
+	}
+}
+
+// errLimiter rate-limits error logging to a few lines a second, counting
+// what it suppressed.
+type errLimiter struct {
+	last  time.Time
+	count int
+	supp  int
+}
+
+func (l *errLimiter) allow() bool {
+	now := time.Now()
+	if now.Sub(l.last) > time.Second {
+		l.last, l.count = now, 0
+	}
+	l.count++
+	if l.count > 5 {
+		l.supp++
+		return false
+	}
+	return true
+}
+
+func (l *errLimiter) suppressed() int {
+	n := l.supp
+	l.supp = 0
+	return n
+}
