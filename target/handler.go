@@ -258,11 +258,23 @@ type Port struct {
 // least p.MTU+aoe.EthernetHeaderLen bytes long, and returns its length
 // with the Reply verdict, or 0 and the reason the request is dropped.
 // resp must not overlap req.
+//
+// Replies shorter than the 60-byte Ethernet minimum are zero-padded to it:
+// a real NIC pads on the wire, but virtual links (veth, tap, bridges) carry
+// short frames as they are, and some initiators (aoeping) ignore frames
+// under 60 bytes.
 func (h *Handler) Handle(p Port, req, resp []byte) (int, Verdict) {
 	n, v := h.handle(p, req, resp)
 	h.stats.Verdicts[v].Add(1)
+	if v == Reply && n < MinFrameLen {
+		clear(resp[n:MinFrameLen])
+		n = MinFrameLen
+	}
 	return n, v
 }
+
+// MinFrameLen is the shortest Ethernet frame, without its checksum.
+const MinFrameLen = 60
 
 func (h *Handler) handle(p Port, req, resp []byte) (int, Verdict) {
 	f, err := aoe.ParseFrame(req)

@@ -220,11 +220,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // serve opens the export and serves it until ctx is done.
 func serve(ctx context.Context, o *options, log *slog.Logger) error {
-	ifi, err := netconf.Lookup(o.netif)
-	if err != nil && !errors.Is(err, netconf.ErrLinkDown) {
-		return usagef("%v", err)
-	}
-	_ = ifi
 	store, err := blockstore.Open(o.filename, blockstore.Options{
 		Offset:   o.offset,
 		Length:   o.length,
@@ -244,6 +239,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			log.Error("closing the store failed", "err", err)
 		}
 	}()
+	if _, err := netconf.Lookup(o.netif); err != nil && !errors.Is(err, netconf.ErrLinkDown) {
+		return usagef("%v", err)
+	}
 	host, _ := os.Hostname()
 	log = log.With("target", fmt.Sprintf("e%d.%d", o.shelf, o.slot))
 	h, err := target.NewHandler(target.Config{
@@ -254,7 +252,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		Masks:        o.masks,
 		ConfigString: []byte(o.cstring),
 		Hostname:     host,
-		Firmware:     strings.TrimPrefix(version, "v"),
+		Firmware:     strings.SplitN(strings.TrimPrefix(version, "v"), "-", 2)[0],
 		Logger:       log,
 	}, store)
 	if err != nil {
