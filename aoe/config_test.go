@@ -17,8 +17,8 @@ func configArg(vercmd uint8, n uint16, body []byte) []byte {
 	b := []byte{
 		0x00, 0x00, // buffer count 0
 		0x00, 0x00, // firmware version 0
-		0x00,                   // sector count 0
-		vercmd,                 // aoe ver, ccmd
+		0x00,                    // sector count 0
+		vercmd,                  // aoe ver, ccmd
 		uint8(n >> 8), uint8(n), // config string length
 	}
 	return append(b, body...)

@@ -1,0 +1,458 @@
+package aoe_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/aoetarget/aoetarget/aoe"
+)
+
+// This file holds a minimal reader for classic pcap files (not pcapng) and
+// the tests that replay the captures of the Linux initiator talking to
+// vblade through the parsers and encoders.
+
+// pcapPacket is one record of a pcap file.
+type pcapPacket struct {
+	Data    []byte // the captured bytes
+	OrigLen int    // the length of the frame on the wire
+}
+
+const (
+	pcapMagicMicro    = 0xa1b2c3d4 // microsecond timestamps
+	pcapMagicNano     = 0xa1b23c4d // nanosecond timestamps
+	linkTypeEthernet  = 1
+	pcapMaxRecordSize = 1 << 20 // far above any Ethernet frame, bounds allocations
+)
+
+// readPcap reads every record of a classic pcap file, in either byte
+// order, and checks that its link type is Ethernet.
+func readPcap(r io.Reader) ([]pcapPacket, error) {
+	var hdr [24]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, fmt.Errorf("pcap file header: %w", err)
+	}
+	var order binary.ByteOrder
+	switch m := binary.LittleEndian.Uint32(hdr[0:4]); m {
+	case pcapMagicMicro, pcapMagicNano:
+		order = binary.LittleEndian
+	default:
+		switch binary.BigEndian.Uint32(hdr[0:4]) {
+		case pcapMagicMicro, pcapMagicNano:
+			order = binary.BigEndian
+		default:
+			return nil, fmt.Errorf("pcap magic %#08x: not a classic pcap file", m)
+		}
+	}
+	if major := order.Uint16(hdr[4:6]); major != 2 {
+		return nil, fmt.Errorf("pcap version %d.%d, want 2.x", major, order.Uint16(hdr[6:8]))
+	}
+	// The upper bits of the link type field may carry FCS information.
+	if lt := order.Uint32(hdr[20:24]) & 0xffff; lt != linkTypeEthernet {
+		return nil, fmt.Errorf("pcap link type %d, want %d (Ethernet)", lt, linkTypeEthernet)
+	}
+
+	var pkts []pcapPacket
+	for {
+		var rec [16]byte
+		if _, err := io.ReadFull(r, rec[:]); err != nil {
+			if err == io.EOF {
+				return pkts, nil
+			}
+			return nil, fmt.Errorf("pcap record %d header: %w", len(pkts)+1, err)
+		}
+		incl, orig := order.Uint32(rec[8:12]), order.Uint32(rec[12:16])
+		if incl > pcapMaxRecordSize {
+			return nil, fmt.Errorf("pcap record %d: %d bytes, at most %d", len(pkts)+1, incl, pcapMaxRecordSize)
+		}
+		data := make([]byte, incl)
+		if _, err := io.ReadFull(r, data); err != nil {
+			return nil, fmt.Errorf("pcap record %d data: %w", len(pkts)+1, err)
+		}
+		pkts = append(pkts, pcapPacket{Data: data, OrigLen: int(orig)})
+	}
+}
+
+// readPcapFile reads the pcap file at path, skipping the test if the file
+// does not exist and skip is set.
+func readPcapFile(t *testing.T, path string, skip bool) []pcapPacket {
+	t.Helper()
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) && skip {
+		t.Skipf("skipping: %s is not present (the read-only shared/ folder sits next to the repository on the dev box and in CI): %v", path, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pkts, err := readPcap(bufio.NewReader(f))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return pkts
+}
+
+// writePcap writes pkts as a classic pcap file in the given byte order,
+// for testing readPcap.
+func writePcap(order binary.AppendByteOrder, magic uint32, linkType uint32, pkts [][]byte) []byte {
+	var b []byte
+	b = order.AppendUint32(b, magic)
+	b = order.AppendUint16(b, 2) // version 2.4
+	b = order.AppendUint16(b, 4)
+	b = order.AppendUint32(b, 0)        // thiszone
+	b = order.AppendUint32(b, 0)        // sigfigs
+	b = order.AppendUint32(b, 1<<18)    // snaplen
+	b = order.AppendUint32(b, linkType) // network
+	for i, p := range pkts {
+		b = order.AppendUint32(b, uint32(1000+i)) // ts_sec
+		b = order.AppendUint32(b, uint32(i))      // ts_usec
+		b = order.AppendUint32(b, uint32(len(p))) // incl_len
+		b = order.AppendUint32(b, uint32(len(p))) // orig_len
+		b = append(b, p...)
+	}
+	return b
+}
+
+func TestReadPcap(t *testing.T) {
+	pkts := [][]byte{linuxConfigQuery, linuxReadRequest, {}}
+	want := []pcapPacket{
+		{Data: linuxConfigQuery, OrigLen: len(linuxConfigQuery)},
+		{Data: linuxReadRequest, OrigLen: len(linuxReadRequest)},
+		{Data: []byte{}, OrigLen: 0},
+	}
+	valid := writePcap(binary.LittleEndian, pcapMagicMicro, linkTypeEthernet, pkts)
+	// A record that claims 4 GiB must fail before anything is allocated.
+	huge := binary.LittleEndian.AppendUint32(append([]byte(nil), valid[:24]...), 0) // ts_sec
+	huge = binary.LittleEndian.AppendUint32(huge, 0)                                // ts_usec
+	huge = binary.LittleEndian.AppendUint32(huge, 0xffffffff)                       // incl_len
+	huge = binary.LittleEndian.AppendUint32(huge, 0xffffffff)                       // orig_len
+	tests := []struct {
+		name    string
+		file    []byte
+		want    []pcapPacket
+		wantErr bool
+	}{
+		{name: "little-endian", file: valid, want: want},
+		{name: "big-endian", file: writePcap(binary.BigEndian, pcapMagicMicro, linkTypeEthernet, pkts), want: want},
+		{name: "nanosecond, big-endian", file: writePcap(binary.BigEndian, pcapMagicNano, linkTypeEthernet, pkts), want: want},
+		{name: "nanosecond, little-endian", file: writePcap(binary.LittleEndian, pcapMagicNano, linkTypeEthernet, pkts), want: want},
+		{name: "FCS bits in the link type", file: writePcap(binary.LittleEndian, pcapMagicMicro, 0x14000000|linkTypeEthernet, pkts), want: want},
+		{name: "no records", file: valid[:24]},
+		{name: "pcapng", file: append([]byte{0x0a, 0x0d, 0x0d, 0x0a}, valid[4:]...), wantErr: true},
+		{name: "linux cooked capture", file: writePcap(binary.LittleEndian, pcapMagicMicro, 113, pkts), wantErr: true},
+		{name: "short file header", file: valid[:23], wantErr: true},
+		{name: "short record header", file: valid[:24+15], wantErr: true},
+		{name: "short record", file: valid[:len(valid)-16-1], wantErr: true},
+		{name: "huge record", file: huge, wantErr: true},
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readPcap(bytes.NewReader(tt.file))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("readPcap error = %v, want error: %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("readPcap (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// capture describes one of the captures of the Linux 6.1 aoe driver
+// talking to two vblade 25 targets with 64 MiB exports (see
+// testdata/README.md).
+type capture struct {
+	name   string
+	path   string
+	mtu    int
+	frames int
+	// skip marks a capture from ../shared, which is absent outside the
+	// dev box and CI.
+	skip bool
+}
+
+const sharedCaptures = "../../shared/captures"
+
+var captures = []capture{
+	{name: "testdata/mtu1500", path: "testdata/linux61-aoe-vblade-mtu1500.pcap", mtu: 1500, frames: 600},
+	{name: "testdata/mtu9000-part", path: "testdata/linux61-aoe-vblade-mtu9000-part.pcap", mtu: 9000, frames: 420},
+	{name: "shared/mtu1500", path: filepath.Join(sharedCaptures, "linux61-aoe-vblade-mtu1500.pcap"), mtu: 1500, frames: 600, skip: true},
+	{name: "shared/mtu9000", path: filepath.Join(sharedCaptures, "linux61-aoe-vblade-mtu9000.pcap"), mtu: 9000, frames: 600, skip: true},
+}
+
+// vbladeExportSectors is the size of the two vblade exports in the
+// captures: 64 MiB files.
+const vbladeExportSectors = 64 << 20 / aoe.SectorSize
+
+// minEthernetFrame is the shortest Ethernet frame without its FCS; shorter
+// frames are padded up to it.
+const minEthernetFrame = 60
+
+// exchange identifies a request and its response.
+type exchange struct {
+	initiator, target aoe.MAC
+	major             uint16
+	minor             uint8
+	tag               uint32
+}
+
+// captureStats counts the shapes seen in a capture, so that a capture
+// without them fails rather than passes vacuously.
+type captureStats struct {
+	announce, configQuery, configReply             int
+	identify, identifyReply                        int
+	read, readReply, write, writeReply, unmatchedR int
+}
+
+func TestCaptures(t *testing.T) {
+	for _, c := range captures {
+		t.Run(c.name, func(t *testing.T) {
+			pkts := readPcapFile(t, c.path, c.skip)
+			if len(pkts) != c.frames {
+				t.Errorf("%d frames, want %d", len(pkts), c.frames)
+			}
+			var st captureStats
+			reqs := make(map[exchange]aoe.ATA)
+			for i, p := range pkts {
+				if len(p.Data) != p.OrigLen {
+					t.Fatalf("frame %d: captured %d of %d bytes", i+1, len(p.Data), p.OrigLen)
+				}
+				if err := checkCaptureFrame(p.Data, c.mtu, reqs, &st); err != nil {
+					t.Errorf("frame %d (%d bytes): %v", i+1, len(p.Data), err)
+				}
+			}
+			t.Logf("%+v", st)
+			for name, n := range map[string]int{
+				"config queries": st.configQuery, "config replies": st.configReply,
+				"IDENTIFY requests": st.identify, "IDENTIFY replies": st.identifyReply,
+				"read requests": st.read, "read replies": st.readReply,
+				"write requests": st.write, "write replies": st.writeReply,
+			} {
+				if n == 0 {
+					t.Errorf("no %s in the capture", name)
+				}
+			}
+		})
+	}
+}
+
+// checkCaptureFrame parses one captured frame, checks the shape the
+// Linux initiator or vblade gave it, and checks that the encoders rebuild
+// its bytes up to the end of the argument.
+func checkCaptureFrame(frame []byte, mtu int, reqs map[exchange]aoe.ATA, st *captureStats) error {
+	f, err := aoe.ParseFrame(frame)
+	if err != nil {
+		return err
+	}
+	h := f.Header
+
+	// The whole frame, padding included, marshals back to itself.
+	all, err := f.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("Frame.MarshalBinary: %v", err)
+	}
+	if !bytes.Equal(frame, all) {
+		return fmt.Errorf("Frame.MarshalBinary (-captured +marshalled):\n%s", cmp.Diff(frame, all))
+	}
+
+	switch {
+	case h.Version == aoe.Version:
+	case h.Version == 0 && h.Response() && h.Command == aoe.CommandQueryConfig && f.Dst.IsBroadcast():
+		// vblade's startup announcement (aoead) sets only the R flag
+		// in the version/flags byte.
+		st.announce++
+	default:
+		return fmt.Errorf("version %d", h.Version)
+	}
+	if h.Flags&^aoe.FlagResponse != 0 {
+		return fmt.Errorf("flags %#x: only R is expected", h.Flags)
+	}
+	if !h.Response() && h.Tag&(1<<31) != 0 {
+		return fmt.Errorf("request tag %#08x has bit 31 set (the kernel keeps it clear)", h.Tag)
+	}
+
+	// headers are rebuilt from the parsed fields, not copied.
+	headers, err := f.AppendHeaders(make([]byte, 0, len(frame)))
+	if err != nil {
+		return fmt.Errorf("AppendHeaders: %v", err)
+	}
+	var rebuilt []byte
+	switch h.Command {
+	case aoe.CommandQueryConfig:
+		rebuilt, err = checkCaptureConfig(f, headers, mtu, st)
+	case aoe.CommandATA:
+		rebuilt, err = checkCaptureATA(f, headers, mtu, reqs, st)
+	default:
+		return fmt.Errorf("command %v: the capture holds only ATA and Query Config", h.Command)
+	}
+	if err != nil {
+		return err
+	}
+	if orig := frame[:min(len(rebuilt), len(frame))]; !bytes.Equal(orig, rebuilt) {
+		return fmt.Errorf("rebuilt frame (-captured +rebuilt):\n%s", cmp.Diff(orig, rebuilt))
+	}
+	if len(rebuilt) < len(frame) && len(frame) > minEthernetFrame {
+		return fmt.Errorf("%d bytes after the argument's %d, in a frame longer than %d: not padding",
+			len(frame)-len(rebuilt), len(rebuilt), minEthernetFrame)
+	}
+	return nil
+}
+
+func checkCaptureConfig(f aoe.Frame, headers []byte, mtu int, st *captureStats) ([]byte, error) {
+	h := f.Header
+	c, err := aoe.ParseConfig(f.Arg)
+	if err != nil {
+		return nil, fmt.Errorf("ParseConfig: %v", err)
+	}
+	if !h.Response() {
+		// The kernel's query: all zeros after the header, tag 0, read.
+		st.configQuery++
+		if h.Tag != 0 {
+			return nil, fmt.Errorf("config query tag %#08x, want 0", h.Tag)
+		}
+		if !bytes.Equal(f.Arg, make([]byte, aoe.ConfigArgLen)) {
+			return nil, fmt.Errorf("config query argument % x, want %d zero bytes", f.Arg, aoe.ConfigArgLen)
+		}
+	} else {
+		// vblade's reply: what the kernel needs to bring the device up.
+		st.configReply++
+		want := aoe.Config{
+			BufferCount:     c.BufferCount,
+			FirmwareVersion: c.FirmwareVersion,
+			SectorCount:     uint8((mtu - 36) / aoe.SectorSize), // 2 at MTU 1500, 17 at 9000
+			Version:         aoe.Version,
+			Command:         aoe.ConfigRead,
+			String:          []byte{},
+		}
+		if diff := cmp.Diff(want, c); diff != "" {
+			return nil, fmt.Errorf("config reply (-want +got):\n%s", diff)
+		}
+		if c.BufferCount < 2 {
+			return nil, fmt.Errorf("config reply buffer count %d: Linux needs at least 2", c.BufferCount)
+		}
+		if h.Major == aoe.BroadcastMajor || h.Minor == aoe.BroadcastMinor {
+			return nil, fmt.Errorf("config reply from broadcast address %d.%d", h.Major, h.Minor)
+		}
+	}
+	return c.AppendBinary(headers)
+}
+
+func checkCaptureATA(f aoe.Frame, headers []byte, mtu int, reqs map[exchange]aoe.ATA, st *captureStats) ([]byte, error) {
+	h := f.Header
+	a, err := aoe.ParseATA(f.Arg)
+	if err != nil {
+		return nil, fmt.Errorf("ParseATA: %v", err)
+	}
+	scnt := int(a.SectorCount)
+	var dataLen int // how much of a.Data is data rather than padding
+	if !h.Response() {
+		if f.Dst.IsMulticast() || h.IsBroadcast() {
+			return nil, fmt.Errorf("ATA request to %v, %d.%d: want a unicast to one target", f.Dst, h.Major, h.Minor)
+		}
+		switch a.CmdStatus {
+		case aoe.ATAIdentifyDevice:
+			// aoecmd_ata_id: scnt 1, lba3 0xa0, aflags 0.
+			st.identify++
+			want := aoe.ATA{SectorCount: 1, CmdStatus: aoe.ATAIdentifyDevice, LBA: 0xa0 << 24, Data: []byte{}}
+			if diff := cmp.Diff(want, a); diff != "" {
+				return nil, fmt.Errorf("IDENTIFY request (-want +got):\n%s", diff)
+			}
+		case aoe.ATAReadSectorsExt:
+			// LBA48 (vblade claims it) with the E flag, and a 36-byte
+			// frame: nothing follows the argument.
+			st.read++
+			if a.Flags != aoe.ATAExtended {
+				return nil, fmt.Errorf("READ EXT flags %#02x, want E only", a.Flags)
+			}
+			if n := aoe.FrameHeaderLen + aoe.ATAArgLen + len(a.Data); n != 36 {
+				return nil, fmt.Errorf("read request is %d bytes, want 36", n)
+			}
+		case aoe.ATAWriteSectorsExt:
+			st.write++
+			dataLen = scnt * aoe.SectorSize
+			if a.Flags != aoe.ATAExtended|aoe.ATAWrite {
+				return nil, fmt.Errorf("WRITE EXT flags %#02x, want E|W", a.Flags)
+			}
+			if len(a.Data) != dataLen {
+				return nil, fmt.Errorf("write of %d sectors carries %d bytes, want %d", scnt, len(a.Data), dataLen)
+			}
+		default:
+			return nil, fmt.Errorf("ATA command %#02x: Linux sends only IDENTIFY, READ EXT and WRITE EXT to an LBA48 device", a.CmdStatus)
+		}
+		if a.CmdStatus != aoe.ATAIdentifyDevice {
+			if maxScnt := (mtu - 36) / aoe.SectorSize; scnt == 0 || scnt > maxScnt {
+				return nil, fmt.Errorf("%d sectors in one request, want 1 to %d at MTU %d", scnt, maxScnt, mtu)
+			}
+			if a.LBA+uint64(scnt) > vbladeExportSectors {
+				return nil, fmt.Errorf("%d sectors at LBA %d: outside the %d-sector export", scnt, a.LBA, vbladeExportSectors)
+			}
+		}
+		reqs[exchange{f.Src, f.Dst, h.Major, h.Minor, h.Tag}] = a
+	} else {
+		// vblade's replies: DRDY, no error, the sector count counted
+		// down to 0.
+		if a.CmdStatus != aoe.ATAStatusDRDY || a.ErrFeature != 0 || a.SectorCount != 0 {
+			return nil, fmt.Errorf("reply status %#02x error %#02x count %d, want 0x40, 0, 0", a.CmdStatus, a.ErrFeature, a.SectorCount)
+		}
+		req, ok := reqs[exchange{f.Dst, f.Src, h.Major, h.Minor, h.Tag}]
+		switch {
+		case !ok:
+			// The request is before the start of the capture (or of
+			// its excerpt); only a read reply carries data.
+			st.unmatchedR++
+			dataLen = len(a.Data)
+			if a.Flags != aoe.ATAExtended || dataLen == 0 || dataLen%aoe.SectorSize != 0 {
+				return nil, fmt.Errorf("unmatched reply: flags %#02x, %d data bytes", a.Flags, dataLen)
+			}
+		case req.CmdStatus == aoe.ATAIdentifyDevice:
+			st.identifyReply++
+			dataLen = aoe.IdentifyLen
+			if len(a.Data) != dataLen {
+				return nil, fmt.Errorf("IDENTIFY reply carries %d bytes, want %d", len(a.Data), dataLen)
+			}
+			id, ok := aoe.ParseIdentity(a.Data)
+			if !ok {
+				return nil, fmt.Errorf("ParseIdentity failed")
+			}
+			want := aoe.Identity{
+				Sectors:  vbladeExportSectors,
+				Serial:   fmt.Sprintf("%d.%d:vm", h.Major, h.Minor), // vblade: "shelf.slot:hostname"
+				Firmware: "V25",
+				Model:    "Coraid EtherDrive vblade",
+			}
+			if diff := cmp.Diff(want, id); diff != "" {
+				return nil, fmt.Errorf("IDENTIFY page (-want +got):\n%s", diff)
+			}
+		case req.Write():
+			// A 36-byte reply, padded to the Ethernet minimum.
+			st.writeReply++
+			if len(f.Arg) != minEthernetFrame-aoe.FrameHeaderLen {
+				return nil, fmt.Errorf("write reply is %d bytes, want %d", aoe.FrameHeaderLen+len(f.Arg), minEthernetFrame)
+			}
+		default:
+			// Reads return exactly the request's sectors.
+			st.readReply++
+			dataLen = int(req.SectorCount) * aoe.SectorSize
+			if len(a.Data) != dataLen {
+				return nil, fmt.Errorf("read of %d sectors returned %d bytes, want %d", req.SectorCount, len(a.Data), dataLen)
+			}
+		}
+		if ok && (a.Flags != req.Flags || a.LBA != req.LBA) {
+			return nil, fmt.Errorf("reply flags %#02x LBA %d, request's %#02x %d", a.Flags, a.LBA, req.Flags, req.LBA)
+		}
+	}
+	b, err := a.AppendHeader(headers)
+	if err != nil {
+		return nil, fmt.Errorf("AppendHeader: %v", err)
+	}
+	return append(b, a.Data[:dataLen]...), nil
+}
