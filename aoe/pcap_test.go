@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,76 +13,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/aoetarget/aoetarget/aoe"
+	"github.com/aoetarget/aoetarget/internal/pcap"
 )
 
 // This file holds a minimal reader for classic pcap files (not pcapng) and
 // the tests that replay the captures of the Linux initiator talking to
 // vblade through the parsers and encoders.
 
-// pcapPacket is one record of a pcap file.
-type pcapPacket struct {
-	Data    []byte // the captured bytes
-	OrigLen int    // the length of the frame on the wire
-}
-
-const (
-	pcapMagicMicro    = 0xa1b2c3d4 // microsecond timestamps
-	pcapMagicNano     = 0xa1b23c4d // nanosecond timestamps
-	linkTypeEthernet  = 1
-	pcapMaxRecordSize = 1 << 20 // far above any Ethernet frame, bounds allocations
-)
-
-// readPcap reads every record of a classic pcap file, in either byte
-// order, and checks that its link type is Ethernet.
-func readPcap(r io.Reader) ([]pcapPacket, error) {
-	var hdr [24]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, fmt.Errorf("pcap file header: %w", err)
-	}
-	var order binary.ByteOrder
-	switch m := binary.LittleEndian.Uint32(hdr[0:4]); m {
-	case pcapMagicMicro, pcapMagicNano:
-		order = binary.LittleEndian
-	default:
-		switch binary.BigEndian.Uint32(hdr[0:4]) {
-		case pcapMagicMicro, pcapMagicNano:
-			order = binary.BigEndian
-		default:
-			return nil, fmt.Errorf("pcap magic %#08x: not a classic pcap file", m)
-		}
-	}
-	if major := order.Uint16(hdr[4:6]); major != 2 {
-		return nil, fmt.Errorf("pcap version %d.%d, want 2.x", major, order.Uint16(hdr[6:8]))
-	}
-	// The upper bits of the link type field may carry FCS information.
-	if lt := order.Uint32(hdr[20:24]) & 0xffff; lt != linkTypeEthernet {
-		return nil, fmt.Errorf("pcap link type %d, want %d (Ethernet)", lt, linkTypeEthernet)
-	}
-
-	var pkts []pcapPacket
-	for {
-		var rec [16]byte
-		if _, err := io.ReadFull(r, rec[:]); err != nil {
-			if err == io.EOF {
-				return pkts, nil
-			}
-			return nil, fmt.Errorf("pcap record %d header: %w", len(pkts)+1, err)
-		}
-		incl, orig := order.Uint32(rec[8:12]), order.Uint32(rec[12:16])
-		if incl > pcapMaxRecordSize {
-			return nil, fmt.Errorf("pcap record %d: %d bytes, at most %d", len(pkts)+1, incl, pcapMaxRecordSize)
-		}
-		data := make([]byte, incl)
-		if _, err := io.ReadFull(r, data); err != nil {
-			return nil, fmt.Errorf("pcap record %d data: %w", len(pkts)+1, err)
-		}
-		pkts = append(pkts, pcapPacket{Data: data, OrigLen: int(orig)})
-	}
-}
-
 // readPcapFile reads the pcap file at path, skipping the test if the file
 // does not exist and skip is set.
-func readPcapFile(t *testing.T, path string, skip bool) []pcapPacket {
+func readPcapFile(t *testing.T, path string, skip bool) []pcap.Packet {
 	t.Helper()
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) && skip {
@@ -93,42 +32,25 @@ func readPcapFile(t *testing.T, path string, skip bool) []pcapPacket {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	pkts, err := readPcap(bufio.NewReader(f))
+	pkts, err := pcap.Read(bufio.NewReader(f))
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return pkts
 }
 
-// writePcap writes pkts as a classic pcap file in the given byte order,
-// for testing readPcap.
 func writePcap(order binary.AppendByteOrder, magic uint32, linkType uint32, pkts [][]byte) []byte {
-	var b []byte
-	b = order.AppendUint32(b, magic)
-	b = order.AppendUint16(b, 2) // version 2.4
-	b = order.AppendUint16(b, 4)
-	b = order.AppendUint32(b, 0)        // thiszone
-	b = order.AppendUint32(b, 0)        // sigfigs
-	b = order.AppendUint32(b, 1<<18)    // snaplen
-	b = order.AppendUint32(b, linkType) // network
-	for i, p := range pkts {
-		b = order.AppendUint32(b, uint32(1000+i)) // ts_sec
-		b = order.AppendUint32(b, uint32(i))      // ts_usec
-		b = order.AppendUint32(b, uint32(len(p))) // incl_len
-		b = order.AppendUint32(b, uint32(len(p))) // orig_len
-		b = append(b, p...)
-	}
-	return b
+	return pcap.Append(nil, order, magic, linkType, pkts)
 }
 
 func TestReadPcap(t *testing.T) {
 	pkts := [][]byte{linuxConfigQuery, linuxReadRequest, {}}
-	want := []pcapPacket{
+	want := []pcap.Packet{
 		{Data: linuxConfigQuery, OrigLen: len(linuxConfigQuery)},
 		{Data: linuxReadRequest, OrigLen: len(linuxReadRequest)},
 		{Data: []byte{}, OrigLen: 0},
 	}
-	valid := writePcap(binary.LittleEndian, pcapMagicMicro, linkTypeEthernet, pkts)
+	valid := writePcap(binary.LittleEndian, pcap.MagicMicro, pcap.LinkTypeEthernet, pkts)
 	// A record that claims 4 GiB must fail before anything is allocated.
 	huge := binary.LittleEndian.AppendUint32(append([]byte(nil), valid[:24]...), 0) // ts_sec
 	huge = binary.LittleEndian.AppendUint32(huge, 0)                                // ts_usec
@@ -137,17 +59,17 @@ func TestReadPcap(t *testing.T) {
 	tests := []struct {
 		name    string
 		file    []byte
-		want    []pcapPacket
+		want    []pcap.Packet
 		wantErr bool
 	}{
 		{name: "little-endian", file: valid, want: want},
-		{name: "big-endian", file: writePcap(binary.BigEndian, pcapMagicMicro, linkTypeEthernet, pkts), want: want},
-		{name: "nanosecond, big-endian", file: writePcap(binary.BigEndian, pcapMagicNano, linkTypeEthernet, pkts), want: want},
-		{name: "nanosecond, little-endian", file: writePcap(binary.LittleEndian, pcapMagicNano, linkTypeEthernet, pkts), want: want},
-		{name: "FCS bits in the link type", file: writePcap(binary.LittleEndian, pcapMagicMicro, 0x14000000|linkTypeEthernet, pkts), want: want},
+		{name: "big-endian", file: writePcap(binary.BigEndian, pcap.MagicMicro, pcap.LinkTypeEthernet, pkts), want: want},
+		{name: "nanosecond, big-endian", file: writePcap(binary.BigEndian, pcap.MagicNano, pcap.LinkTypeEthernet, pkts), want: want},
+		{name: "nanosecond, little-endian", file: writePcap(binary.LittleEndian, pcap.MagicNano, pcap.LinkTypeEthernet, pkts), want: want},
+		{name: "FCS bits in the link type", file: writePcap(binary.LittleEndian, pcap.MagicMicro, 0x14000000|pcap.LinkTypeEthernet, pkts), want: want},
 		{name: "no records", file: valid[:24]},
 		{name: "pcapng", file: append([]byte{0x0a, 0x0d, 0x0d, 0x0a}, valid[4:]...), wantErr: true},
-		{name: "linux cooked capture", file: writePcap(binary.LittleEndian, pcapMagicMicro, 113, pkts), wantErr: true},
+		{name: "linux cooked capture", file: writePcap(binary.LittleEndian, pcap.MagicMicro, 113, pkts), wantErr: true},
 		{name: "short file header", file: valid[:23], wantErr: true},
 		{name: "short record header", file: valid[:24+15], wantErr: true},
 		{name: "short record", file: valid[:len(valid)-16-1], wantErr: true},
@@ -156,12 +78,12 @@ func TestReadPcap(t *testing.T) {
 
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := readPcap(bytes.NewReader(tt.file))
+			got, err := pcap.Read(bytes.NewReader(tt.file))
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("readPcap error = %v, want error: %v", err, tt.wantErr)
+				t.Fatalf("pcap.Read error = %v, want error: %v", err, tt.wantErr)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("readPcap (-want +got):\n%s", diff)
+				t.Errorf("pcap.Read (-want +got):\n%s", diff)
 			}
 		})
 	}
