@@ -28,7 +28,9 @@ var (
 // exists (else ErrNotFound), is administratively up (else ErrLinkDown) and has
 // a 6-byte Ethernet hardware address (else ErrNoHardwareAddr). The returned
 // interface's MTU and HardwareAddr are the values at the time of the call;
-// use MTU or Rebind to read them again later.
+// use MTU or Rebind to read them again later. With ErrLinkDown the interface
+// is returned too, for callers that bind to it anyway and serve once it
+// comes up.
 //
 // Carrier is not checked: an interface that is up without a link partner
 // (net.FlagRunning clear) is usable and starts passing frames once the cable
@@ -39,7 +41,7 @@ func Lookup(name string) (*net.Interface, error) {
 		return nil, err
 	}
 	if ifi.Flags&net.FlagUp == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrLinkDown, name)
+		return ifi, fmt.Errorf("%w: %s", ErrLinkDown, name)
 	}
 	return ifi, nil
 }

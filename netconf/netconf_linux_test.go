@@ -251,9 +251,12 @@ func TestLookupInNamespace(t *testing.T) {
 	p.b.LinkDown(t, p.nameB)
 	p.b.SetMTU(t, p.nameB, 1400)
 	err = p.b.Do(func() error {
-		_, err := Lookup(p.nameB)
+		ifi, err := Lookup(p.nameB)
 		if !errors.Is(err, ErrLinkDown) {
 			return fmt.Errorf("Lookup(down link) error = %v, want ErrLinkDown", err)
+		}
+		if ifi == nil || ifi.Name != p.nameB {
+			return fmt.Errorf("Lookup(down link) interface = %v, want %s", ifi, p.nameB)
 		}
 		if mtu, err := MTU(p.nameB); err != nil || mtu != 1400 {
 			return fmt.Errorf("MTU(down link) = %d, %v; want 1400", mtu, err)

@@ -230,6 +230,8 @@ func (p *port) serve(ctx context.Context) {
 func (p *port) readError(ctx context.Context, err error, errs *errLimiter) {
 	if errs.allow() {
 		p.log.Warn("receive failed", "err", err, "suppressed", errs.suppressed())
+	} else {
+		time.Sleep(10 * time.Millisecond) // an error storm: do not spin
 	}
 	p.mu.Lock()
 	reopen := p.reopn || errors.Is(err, net.ErrClosed) || !netconf.Transient(err)
