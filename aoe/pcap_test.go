@@ -3,7 +3,6 @@ package aoe_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -37,56 +36,6 @@ func readPcapFile(t *testing.T, path string, skip bool) []pcap.Packet {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return pkts
-}
-
-func writePcap(order binary.AppendByteOrder, magic uint32, linkType uint32, pkts [][]byte) []byte {
-	return pcap.Append(nil, order, magic, linkType, pkts)
-}
-
-func TestReadPcap(t *testing.T) {
-	pkts := [][]byte{linuxConfigQuery, linuxReadRequest, {}}
-	want := []pcap.Packet{
-		{Data: linuxConfigQuery, OrigLen: len(linuxConfigQuery)},
-		{Data: linuxReadRequest, OrigLen: len(linuxReadRequest)},
-		{Data: []byte{}, OrigLen: 0},
-	}
-	valid := writePcap(binary.LittleEndian, pcap.MagicMicro, pcap.LinkTypeEthernet, pkts)
-	// A record that claims 4 GiB must fail before anything is allocated.
-	huge := binary.LittleEndian.AppendUint32(append([]byte(nil), valid[:24]...), 0) // ts_sec
-	huge = binary.LittleEndian.AppendUint32(huge, 0)                                // ts_usec
-	huge = binary.LittleEndian.AppendUint32(huge, 0xffffffff)                       // incl_len
-	huge = binary.LittleEndian.AppendUint32(huge, 0xffffffff)                       // orig_len
-	tests := []struct {
-		name    string
-		file    []byte
-		want    []pcap.Packet
-		wantErr bool
-	}{
-		{name: "little-endian", file: valid, want: want},
-		{name: "big-endian", file: writePcap(binary.BigEndian, pcap.MagicMicro, pcap.LinkTypeEthernet, pkts), want: want},
-		{name: "nanosecond, big-endian", file: writePcap(binary.BigEndian, pcap.MagicNano, pcap.LinkTypeEthernet, pkts), want: want},
-		{name: "nanosecond, little-endian", file: writePcap(binary.LittleEndian, pcap.MagicNano, pcap.LinkTypeEthernet, pkts), want: want},
-		{name: "FCS bits in the link type", file: writePcap(binary.LittleEndian, pcap.MagicMicro, 0x14000000|pcap.LinkTypeEthernet, pkts), want: want},
-		{name: "no records", file: valid[:24]},
-		{name: "pcapng", file: append([]byte{0x0a, 0x0d, 0x0d, 0x0a}, valid[4:]...), wantErr: true},
-		{name: "linux cooked capture", file: writePcap(binary.LittleEndian, pcap.MagicMicro, 113, pkts), wantErr: true},
-		{name: "short file header", file: valid[:23], wantErr: true},
-		{name: "short record header", file: valid[:24+15], wantErr: true},
-		{name: "short record", file: valid[:len(valid)-16-1], wantErr: true},
-		{name: "huge record", file: huge, wantErr: true},
-	}
-
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := pcap.Read(bytes.NewReader(tt.file))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("pcap.Read error = %v, want error: %v", err, tt.wantErr)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("pcap.Read (-want +got):\n%s", diff)
-			}
-		})
-	}
 }
 
 // capture describes one of the captures of the Linux 6.1 aoe driver

@@ -928,3 +928,58 @@ func TestIntegrationTshark(t *testing.T) {
 		t.Fatalf("tshark: %d requests, %d responses, %d unanswered\n%s", reqs, resps, unanswered, out)
 	}
 }
+
+// TestIntegrationDirectSync runs the round trip with -d (O_DIRECT) and -s
+// (O_DSYNC) together and apart, on frames that straddle pages.
+func TestIntegrationDirectSync(t *testing.T) {
+	for _, flags := range [][]string{{"-d"}, {"-s"}, {"-ds"}, {"--writeback"}} {
+		t.Run(strings.Join(flags, " "), func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t, 9000)
+			file := image(t, 4096, 0)
+			l.start(ours, file, flags...)
+			tg := l.target()
+			data := make([]byte, 333*512)
+			rand.Read(data)
+			ctx := ctxT(t, 20*time.Second)
+			if err := l.client.WriteAt(ctx, tg, data, 7); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, len(data))
+			if err := l.client.ReadAt(ctx, tg, got, 7); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("read back: %v", err)
+			}
+			disk, _ := os.ReadFile(file)
+			if !bytes.Equal(disk[7*512:7*512+len(data)], data) {
+				t.Fatal("file does not hold the data")
+			}
+		})
+	}
+}
+
+// TestIntegrationShrink truncates the backing file under a running
+// target: reads past the new end fail with an ATA error, the target keeps
+// serving the rest.
+func TestIntegrationShrink(t *testing.T) {
+	l := newLab(t, 1500)
+	file := image(t, 1024, 0x11)
+	p := l.start(ours, file)
+	tg := l.target()
+	if err := os.Truncate(file, 256*512); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 10*time.Second)
+	buf := make([]byte, 1024)
+	err := l.client.ReadAt(ctx, tg, buf, 900)
+	if st, _ := ataErr(t, err); st&aoe.ATAStatusERR == 0 {
+		t.Fatalf("read past the shrunk end: status %#x", st)
+	}
+	if err := l.client.ReadAt(ctx, tg, buf, 10); err != nil || !bytes.Equal(buf, bytes.Repeat([]byte{0x11}, 1024)) {
+		t.Fatalf("read inside: %v", err)
+	}
+	select {
+	case err := <-p.done:
+		t.Fatalf("target exited: %v", err)
+	default:
+	}
+}
