@@ -292,3 +292,6 @@ func (m *Memory) Writes() int {
 	defer m.mu.RUnlock()
 	return m.writes
 }
+
+// ReadAtNoWait is ReadAt: memory never blocks.
+func (m *Memory) ReadAtNoWait(p []byte, off int64) (int, error) { return m.ReadAt(p, off) }

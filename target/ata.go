@@ -38,12 +38,20 @@ func (h *Handler) ata(r *reply) int {
 	case aoe.ATACheckPowerMode:
 		a.SectorCount = 0xff // active or idle
 	case aoe.ATAFlushCache, aoe.ATAFlushCacheExt:
+		if r.nowait {
+			r.deferred = true
+			return 0
+		}
 		if err := h.flush(); err != nil {
 			fail(&a, aoe.ATAErrorABRT)
 		}
 	case aoe.ATAReadSectors, aoe.ATAReadSectorsExt:
 		n = h.read(r, q, &a, r.buf[data:])
 	case aoe.ATAWriteSectors, aoe.ATAWriteSectorsExt:
+		if r.nowait {
+			r.deferred = true
+			return 0
+		}
 		h.write(r, q, &a)
 	default:
 		fail(&a, aoe.ATAErrorABRT)
@@ -94,7 +102,17 @@ func (h *Handler) read(r *reply, q aoe.ATA, a *aoe.ATA, dst []byte) int {
 		fail(a, aoe.ATAErrorABRT)
 		return 0
 	}
-	if _, err := h.store.ReadAt(dst[:n], off); err != nil {
+	if r.nowait {
+		if h.nowait == nil {
+			r.deferred = true
+			return 0
+		}
+		if _, err := h.nowait.ReadAtNoWait(dst[:n], off); err != nil {
+			// Not cached, or a failure that a blocking read will report.
+			r.deferred = true
+			return 0
+		}
+	} else if _, err := h.store.ReadAt(dst[:n], off); err != nil {
 		h.ioError("read", off, n, err)
 		fail(a, aoe.ATAErrorUNC|aoe.ATAErrorABRT)
 		return 0
@@ -126,7 +144,9 @@ func (h *Handler) write(r *reply, q aoe.ATA, a *aoe.ATA) {
 		return
 	}
 	if !h.wback && !h.store.Durable() {
-		if err := h.flush(); err != nil {
+		// Group commit: one fdatasync covers every write completed
+		// before it started, so concurrent writes share it.
+		if err := h.commits.sync(h.flush); err != nil {
 			fail(a, aoe.ATAErrorABRT)
 			return
 		}

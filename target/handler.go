@@ -29,6 +29,14 @@ type Store interface {
 	Durable() bool
 }
 
+// NoWaitReader is implemented by stores that can read without blocking
+// when the data is cached (blockstore.File with RWF_NOWAIT, and
+// blockstore.Memory); ReadAtNoWait fails with an error wrapping
+// blockstore.ErrWouldBlock when the read would wait for the disk.
+type NoWaitReader interface {
+	ReadAtNoWait(p []byte, off int64) (int, error)
+}
+
 // Limits of the per-export AoE state, as vblade has them.
 const (
 	// MaxMasks is the size of the Mac Mask List (AoEr11, Section 3.3).
@@ -94,6 +102,10 @@ const (
 	DropMasked                      // source MAC not on a non-empty mask list
 	DropNoMatch                     // config test or test-prefix did not match
 	numVerdicts
+
+	// deferred is TryHandle's internal verdict for a request that needs
+	// a goroutine that may block.
+	deferred = numVerdicts
 )
 
 var verdictNames = [numVerdicts]string{"reply", "malformed", "response", "not-addressed", "bad-source", "masked", "no-match"}
@@ -130,9 +142,11 @@ type Handler struct {
 	bufcnt   uint16
 	wback    bool
 	store    Store
+	nowait   NoWaitReader // store, if it can read without blocking
 	log      *slog.Logger
 	identity [aoe.IdentifyLen]byte
 	onChange func(State)
+	commits  committer
 
 	stats Stats
 
@@ -166,6 +180,7 @@ func NewHandler(cfg Config, store Store) (*Handler, error) {
 	if h.bufcnt == 0 {
 		h.bufcnt = DefaultBufferCount
 	}
+	h.nowait, _ = store.(NoWaitReader)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -257,14 +272,33 @@ type Port struct {
 // arrived on port p. It builds the reply frame in resp, which must be at
 // least p.MTU+aoe.EthernetHeaderLen bytes long, and returns its length
 // with the Reply verdict, or 0 and the reason the request is dropped.
-// resp must not overlap req.
+// resp must not overlap req. Handle may block on the store.
 //
 // Replies shorter than the 60-byte Ethernet minimum are zero-padded to it:
 // a real NIC pads on the wire, but virtual links (veth, tap, bridges) carry
 // short frames as they are, and some initiators (aoeping) ignore frames
 // under 60 bytes.
 func (h *Handler) Handle(p Port, req, resp []byte) (int, Verdict) {
-	n, v := h.handle(p, req, resp)
+	n, v := h.handle(p, req, resp, false)
+	return h.finish(resp, n, v)
+}
+
+// TryHandle is Handle for a goroutine that must not block on the disk: it
+// answers every request that needs no storage, and reads whose data the
+// store has cached, and returns ok false, having done nothing, for the
+// requests that must go to Handle on a goroutine that may block (other
+// reads, writes and flushes).
+func (h *Handler) TryHandle(p Port, req, resp []byte) (n int, v Verdict, ok bool) {
+	n, v = h.handle(p, req, resp, true)
+	if v == deferred {
+		return 0, 0, false
+	}
+	n, v = h.finish(resp, n, v)
+	return n, v, true
+}
+
+// finish counts the verdict and pads a short reply.
+func (h *Handler) finish(resp []byte, n int, v Verdict) (int, Verdict) {
 	h.stats.Verdicts[v].Add(1)
 	if v == Reply && n < MinFrameLen {
 		clear(resp[n:MinFrameLen])
@@ -276,7 +310,7 @@ func (h *Handler) Handle(p Port, req, resp []byte) (int, Verdict) {
 // MinFrameLen is the shortest Ethernet frame, without its checksum.
 const MinFrameLen = 60
 
-func (h *Handler) handle(p Port, req, resp []byte) (int, Verdict) {
+func (h *Handler) handle(p Port, req, resp []byte, nowait bool) (int, Verdict) {
 	f, err := aoe.ParseFrame(req)
 	if err != nil {
 		return 0, DropMalformed
@@ -293,13 +327,17 @@ func (h *Handler) handle(p Port, req, resp []byte) (int, Verdict) {
 	if !h.allowed(f.Src) {
 		return 0, DropMasked
 	}
-	r := reply{h: h, port: p, req: f, buf: resp}
+	r := reply{h: h, port: p, req: f, buf: resp, nowait: nowait}
 	if f.Header.Version != aoe.Version {
 		return r.aoeError(aoe.ErrorUnsupportedVersion), Reply
 	}
 	switch f.Header.Command {
 	case aoe.CommandATA:
-		return h.ata(&r), Reply
+		n := h.ata(&r)
+		if r.deferred {
+			return 0, deferred
+		}
+		return n, Reply
 	case aoe.CommandQueryConfig:
 		h.stats.ConfigReqs.Add(1)
 		return h.config(&r)
@@ -323,10 +361,13 @@ func (h *Handler) allowed(src aoe.MAC) bool {
 
 // reply builds a response to req in buf.
 type reply struct {
-	h    *Handler
-	port Port
-	req  aoe.Frame
-	buf  []byte
+	h      *Handler
+	port   Port
+	req    aoe.Frame
+	buf    []byte
+	nowait bool // must not block on the store (TryHandle)
+	// deferred is set when nowait stopped the request: it needs Handle.
+	deferred bool
 }
 
 // headers appends the Ethernet and AoE headers of the reply, with the given

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -651,5 +653,111 @@ func BenchmarkHandleRead(b *testing.B) {
 	b.SetBytes(1024)
 	for b.Loop() {
 		h.Handle(port1500, req, resp)
+	}
+}
+
+// blockingStore hides Memory's ReadAtNoWait, like a store that cannot
+// tell whether a read would block.
+type blockingStore struct{ *blockstore.Memory }
+
+func (blockingStore) ReadAtNoWait() {} // a different signature: not a NoWaitReader
+
+func TestTryHandle(t *testing.T) {
+	read := ataRequest(hostA, 1, aoe.ATA{Flags: aoe.ATAExtended, SectorCount: 1, CmdStatus: aoe.ATAReadSectorsExt})
+	write := ataRequest(hostA, 2, aoe.ATA{Flags: aoe.ATAExtended | aoe.ATAWrite, SectorCount: 1, CmdStatus: aoe.ATAWriteSectorsExt, Data: pattern(512, 1)})
+	flush := ataRequest(hostA, 3, aoe.ATA{CmdStatus: aoe.ATAFlushCacheExt})
+	identify := ataRequest(hostA, 4, aoe.ATA{SectorCount: 1, CmdStatus: aoe.ATAIdentifyDevice})
+	pastEnd := ataRequest(hostA, 5, aoe.ATA{Flags: aoe.ATAExtended, SectorCount: 1, CmdStatus: aoe.ATAReadSectorsExt, LBA: testSectors})
+	cfg := configRequest(hostA, aoe.ConfigRead, "")
+	mem := blockstore.NewMemory(testSectors)
+	h, _ := NewHandler(Config{Major: 1, Minor: 2}, mem)
+	hb, _ := NewHandler(Config{Major: 1, Minor: 2}, blockingStore{mem})
+	tests := []struct {
+		name   string
+		h      *Handler
+		req    []byte
+		inline bool
+	}{
+		{"cached read", h, read, true},
+		{"read, store cannot tell", hb, read, false},
+		{"write", h, write, false},
+		{"flush", h, flush, false},
+		{"identify", hb, identify, true},
+		{"read past the end", hb, pastEnd, true},
+		{"config", hb, cfg, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := make([]byte, 1514)
+			writes := mem.Writes()
+			n, v, ok := tt.h.TryHandle(port1500, tt.req, resp)
+			if ok != tt.inline {
+				t.Fatalf("handled inline: %v, want %v", ok, tt.inline)
+			}
+			if !ok {
+				if n != 0 || mem.Writes() != writes {
+					t.Fatal("a deferred request did something")
+				}
+				n, v = tt.h.Handle(port1500, tt.req, resp)
+			}
+			if v != Reply || n < MinFrameLen {
+				t.Fatalf("verdict %v, %d bytes", v, n)
+			}
+		})
+	}
+}
+
+func TestCommitter(t *testing.T) {
+	// Writers that arrive while a flush runs share the next one.
+	var c committer
+	var mu sync.Mutex
+	flushes := 0
+	release := make(chan struct{})
+	flush := func() error {
+		mu.Lock()
+		flushes++
+		first := flushes == 1
+		mu.Unlock()
+		if first {
+			<-release // hold the first flush until every writer waits
+		}
+		return nil
+	}
+	const writers = 16
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.sync(flush) }()
+	for {
+		c.mu.Lock()
+		running := c.running
+		c.mu.Unlock()
+		if running {
+			break
+		}
+		runtime.Gosched()
+	}
+	for range writers {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.sync(flush) }()
+	}
+	// Once every writer waits, release the first flush.
+	for {
+		c.mu.Lock()
+		waiting := c.waiting
+		c.mu.Unlock()
+		if waiting == writers {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	if flushes != 2 {
+		t.Fatalf("%d flushes for %d concurrent writers, want 2", flushes, writers+1)
+	}
+	// A failed flush fails its writers.
+	boom := errors.New("EIO")
+	if err := c.sync(func() error { return boom }); err != boom {
+		t.Fatalf("sync error %v", err)
 	}
 }

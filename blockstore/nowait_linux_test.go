@@ -1,0 +1,84 @@
+package blockstore
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestReadAtNoWait(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	data := bytes.Repeat([]byte("0123456789abcdef"), 64*1024/16)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path, Options{Offset: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	// Just written: in the page cache.
+	n, err := f.ReadAtNoWait(buf, 512)
+	if errors.Is(err, ErrWouldBlock) && noWaitUnsupported.Load() {
+		t.Skip("skipping: RWF_NOWAIT is not supported here")
+	}
+	if err != nil || n != len(buf) || !bytes.Equal(buf, data[8*512+512:8*512+512+4096]) {
+		t.Fatalf("cached read: %d, %v", n, err)
+	}
+	// Out of range is checked first.
+	if _, err := f.ReadAtNoWait(buf, int64(f.Sectors())*512-100); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("past the end: %v", err)
+	}
+	// Drop the file's pages: now the read would block.
+	osf, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer osf.Close()
+	if err := osf.Sync(); err != nil { // only clean pages can be dropped
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(osf.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAtNoWait(buf, 32*1024); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("uncached read: %v, want ErrWouldBlock", err)
+	}
+	// A blocking read brings it in; then it is cached.
+	if _, err := f.ReadAt(buf, 32*1024); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAtNoWait(buf, 32*1024); err != nil {
+		t.Fatalf("after ReadAt: %v", err)
+	}
+	if a := testing.AllocsPerRun(100, func() { f.ReadAtNoWait(buf, 512) }); a != 0 {
+		t.Fatalf("%v allocations per ReadAtNoWait", a)
+	}
+	f.Close()
+	if _, err := f.ReadAtNoWait(buf, 512); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
+
+func TestReadAtNoWaitDirect(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(path, make([]byte, 64*1024), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path, Options{Direct: true})
+	if errors.Is(err, ErrNoDirect) {
+		t.Skip("skipping: no O_DIRECT here")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAtNoWait(make([]byte, 512), 0); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("direct: %v, want ErrWouldBlock", err)
+	}
+}
