@@ -15,8 +15,8 @@ import (
 	"github.com/aoetarget/aoetarget/netconf"
 )
 
-// frameBufLen is the size of the receive and reply buffers: the largest
-// frame any MTU can carry, so an MTU raised while we run is served too.
+// frameBufLen is the size of the buffer for announcements: the largest
+// frame any MTU can carry.
 const frameBufLen = 65536 + aoe.EthernetHeaderLen
 
 // ServerConfig configures a Server.
@@ -28,6 +28,10 @@ type ServerConfig struct {
 	RecvBuffer, SendBuffer int
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
+	// Workers is the number of goroutines per interface that run reads
+	// that miss the page cache, writes and flushes, so that many of them
+	// are in flight on the disk at once; 0 means the buffer count.
+	Workers int
 	// MonitorInterval is how often each interface is checked for a new
 	// MTU, a link that came back up or an interface that was recreated; 0
 	// means 2 seconds.
@@ -198,29 +202,48 @@ func (p *port) announce() {
 	}
 }
 
-// serve is the receive loop of one interface.
+// serve is the receive loop of one interface: it reads frames into a
+// bounded pool of buffers, answers what needs no disk (and reads of cached
+// data) itself, and hands the rest to the engine's workers.
 func (p *port) serve(ctx context.Context) {
-	rbuf := make([]byte, frameBufLen)
-	wbuf := make([]byte, frameBufLen)
-	dst := &packet.Addr{HardwareAddr: make(net.HardwareAddr, 6)}
+	e := newEngine(p)
+	e.start()
+	defer e.stop()
 	var errs errLimiter
 	for ctx.Err() == nil {
+		j := <-e.free
 		conn, info := p.state()
-		n, _, err := conn.ReadFrom(rbuf)
+		n, _, err := conn.ReadFrom(j.req)
 		if err != nil {
+			e.free <- j
 			if ctx.Err() != nil {
 				return
 			}
 			p.readError(ctx, err, &errs)
 			continue
 		}
-		rn, v := p.s.h.Handle(info, rbuf[:n], wbuf)
-		if v != Reply {
-			continue
-		}
-		copy(dst.HardwareAddr, wbuf[0:6])
-		if _, err := conn.WriteTo(wbuf[:rn], dst); err != nil && errs.allow() {
-			p.log.Warn("send failed", "err", err, "suppressed", errs.suppressed())
+		j.n, j.conn, j.info = n, conn, info
+		k, sp := classify(j.req[:n])
+		switch k {
+		case kindRead:
+			if !e.sched.busy(sp) {
+				if rn, v, ok := p.s.h.TryHandle(info, j.req[:n], j.resp); ok {
+					e.reply(j, rn, v)
+					e.free <- j
+					continue
+				}
+			}
+			j.span = sp
+			e.ordered(j)
+		case kindWrite:
+			j.span = sp
+			e.ordered(j)
+		case kindFlush:
+			e.unordered(j)
+		default:
+			rn, v := p.s.h.Handle(info, j.req[:n], j.resp)
+			e.reply(j, rn, v)
+			e.free <- j
 		}
 	}
 }
@@ -307,12 +330,15 @@ func (p *port) monitor(ctx context.Context) {
 // errLimiter rate-limits error logging to a few lines a second, counting
 // what it suppressed.
 type errLimiter struct {
+	mu    sync.Mutex
 	last  time.Time
 	count int
 	supp  int
 }
 
 func (l *errLimiter) allow() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	now := time.Now()
 	if now.Sub(l.last) > time.Second {
 		l.last, l.count = now, 0
@@ -326,6 +352,8 @@ func (l *errLimiter) allow() bool {
 }
 
 func (l *errLimiter) suppressed() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	n := l.supp
 	l.supp = 0
 	return n
