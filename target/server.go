@@ -202,49 +202,32 @@ func (p *port) announce() {
 	}
 }
 
-// serve is the receive loop of one interface: it reads frames into a
-// bounded pool of buffers, answers what needs no disk (and reads of cached
-// data) itself, and hands the rest to the engine's workers.
+// serve is the receive loop of one interface: it reads frames, in
+// batches where the socket allows, into a bounded pool of buffers, answers
+// what needs no disk (and reads of cached data) itself, and hands the rest
+// to the engine's workers.
 func (p *port) serve(ctx context.Context) {
 	e := newEngine(p)
 	e.start()
 	defer e.stop()
+	r := newReader(e)
+	defer r.release()
 	var errs errLimiter
 	for ctx.Err() == nil {
-		j := <-e.free
 		conn, info := p.state()
-		n, _, err := conn.ReadFrom(j.req)
+		n, err := r.recv(conn)
 		if err != nil {
-			e.free <- j
 			if ctx.Err() != nil {
 				return
 			}
 			p.readError(ctx, err, &errs)
 			continue
 		}
-		j.n, j.conn, j.info = n, conn, info
-		k, sp := classify(j.req[:n])
-		switch k {
-		case kindRead:
-			if !e.sched.busy(sp) {
-				if rn, v, ok := p.s.h.TryHandle(info, j.req[:n], j.resp); ok {
-					e.reply(j, rn, v)
-					e.free <- j
-					continue
-				}
-			}
-			j.span = sp
-			e.ordered(j)
-		case kindWrite:
-			j.span = sp
-			e.ordered(j)
-		case kindFlush:
-			e.unordered(j)
-		default:
-			rn, v := p.s.h.Handle(info, j.req[:n], j.resp)
-			e.reply(j, rn, v)
-			e.free <- j
+		for _, j := range r.stash[:n] {
+			j.conn, j.info = conn, info
+			r.dispatch(j)
 		}
+		r.flush()
 	}
 }
 

@@ -1,0 +1,145 @@
+package target
+
+import (
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mmsgConn receives and sends frames in batches with recvmmsg(2) and
+// sendmmsg(2) on an AF_PACKET socket, so that one system call carries
+// many frames. Its buffers and the functions it hands to the RawConn are
+// made once, so a batch allocates nothing.
+type mmsgConn struct {
+	raw  syscall.RawConn
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec
+	cnt  int // messages to receive or send
+	done int // messages received or sent
+	err  error
+
+	recvFn, sendFn func(fd uintptr) bool
+}
+
+// newMmsgConn returns a batching view of conn, or nil if conn is not a
+// socket (tests use in-memory conns).
+func newMmsgConn(conn any, batch int) *mmsgConn {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	m := &mmsgConn{
+		raw:  raw,
+		hdrs: make([]unix.Mmsghdr, batch),
+		iovs: make([]unix.Iovec, batch),
+	}
+	for i := range m.hdrs {
+		m.hdrs[i].Hdr.Iov = &m.iovs[i]
+		m.hdrs[i].Hdr.Iovlen = 1
+	}
+	m.recvFn = m.recvmmsg
+	m.sendFn = m.sendmmsg
+	return m
+}
+
+func (m *mmsgConn) recvmmsg(fd uintptr) bool {
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])),
+			uintptr(m.cnt), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until readable
+		case 0:
+			m.done, m.err = int(n), nil
+		default:
+			m.done, m.err = 0, e
+		}
+		return true
+	}
+}
+
+// recv receives up to len(bufs) frames, waiting for the first, and returns
+// how many arrived; lens[i] is the length of frame i.
+func (m *mmsgConn) recv(bufs [][]byte, lens []int) (int, error) {
+	m.cnt = min(len(bufs), len(m.hdrs))
+	for i := range m.cnt {
+		m.iovs[i].Base = &bufs[i][0]
+		m.iovs[i].SetLen(len(bufs[i]))
+		m.hdrs[i].Hdr.Flags = 0
+	}
+	err := m.raw.Read(m.recvFn)
+	n := m.done
+	m.done = 0
+	for i := range m.cnt {
+		m.iovs[i].Base = nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if m.err != nil {
+		return 0, m.err
+	}
+	for i := range n {
+		lens[i] = int(m.hdrs[i].Len)
+	}
+	return n, nil
+}
+
+func (m *mmsgConn) sendmmsg(fd uintptr) bool {
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.done])),
+			uintptr(m.cnt-m.done), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until writable
+		case 0:
+			m.done += int(n)
+			if m.done < m.cnt {
+				continue
+			}
+			m.err = nil
+		default:
+			m.err = e
+		}
+		return true
+	}
+}
+
+// send sends every frame of frames and returns the first error; a frame
+// that fails (e.g. the link is down) is skipped and the rest are sent.
+func (m *mmsgConn) send(frames [][]byte) error {
+	var first error
+	for len(frames) > 0 {
+		m.cnt = min(len(frames), len(m.hdrs))
+		for i := range m.cnt {
+			m.iovs[i].Base = &frames[i][0]
+			m.iovs[i].SetLen(len(frames[i]))
+		}
+		m.done, m.err = 0, nil
+		err := m.raw.Write(m.sendFn)
+		sent := m.done
+		for i := range m.cnt {
+			m.iovs[i].Base = nil
+		}
+		if err == nil {
+			err = m.err
+		}
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			sent++ // skip the frame that failed
+		}
+		frames = frames[min(sent, len(frames)):]
+	}
+	return first
+}

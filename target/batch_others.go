@@ -1,0 +1,12 @@
+//go:build !linux
+
+package target
+
+// mmsgConn batches frames on Linux only.
+type mmsgConn struct{}
+
+func newMmsgConn(conn any, batch int) *mmsgConn { return nil }
+
+func (m *mmsgConn) recv(bufs [][]byte, lens []int) (int, error) { panic("unreachable") }
+
+func (m *mmsgConn) send(frames [][]byte) error { panic("unreachable") }
