@@ -138,12 +138,19 @@ func (h *Handler) write(r *reply, q aoe.ATA, a *aoe.ATA) {
 		fail(a, aoe.ATAErrorABRT)
 		return
 	}
+	group := !h.wback && !h.store.Durable()
+	if group {
+		h.commits.begin()
+	}
 	if _, err := h.store.WriteAt(q.Data[:n], off); err != nil {
+		if group {
+			h.commits.abort()
+		}
 		h.ioError("write", off, n, err)
 		fail(a, aoe.ATAErrorABRT)
 		return
 	}
-	if !h.wback && !h.store.Durable() {
+	if group {
 		// Group commit: one fdatasync covers every write completed
 		// before it started, so concurrent writes share it.
 		if err := h.commits.sync(h.flush); err != nil {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -707,6 +709,30 @@ func TestTryHandle(t *testing.T) {
 	}
 }
 
+// TestCommitterGathers checks that the first writer to flush waits for
+// the writes still in progress, so that one flush covers them all.
+func TestCommitterGathers(t *testing.T) {
+	c := committer{gatherMax: time.Minute} // no timing in the test
+	var flushes atomic.Int32
+	flush := func() error { flushes.Add(1); return nil }
+	const writers = 8
+	for range writers {
+		c.begin() // all eight writes are in progress
+	}
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.sync(flush) }()
+	}
+	wg.Wait()
+	if n := flushes.Load(); n != 1 {
+		t.Fatalf("%d flushes for %d writes in progress together, want 1", n, writers)
+	}
+	if c.writing != 0 {
+		t.Fatalf("writing = %d", c.writing)
+	}
+}
+
 func TestCommitter(t *testing.T) {
 	// Writers that arrive while a flush runs share the next one.
 	var c committer
@@ -726,6 +752,7 @@ func TestCommitter(t *testing.T) {
 	const writers = 16
 	var wg sync.WaitGroup
 	wg.Add(1)
+	c.begin()
 	go func() { defer wg.Done(); c.sync(flush) }()
 	for {
 		c.mu.Lock()
@@ -738,6 +765,7 @@ func TestCommitter(t *testing.T) {
 	}
 	for range writers {
 		wg.Add(1)
+		c.begin()
 		go func() { defer wg.Done(); c.sync(flush) }()
 	}
 	// Once every writer waits, release the first flush.
@@ -757,6 +785,7 @@ func TestCommitter(t *testing.T) {
 	}
 	// A failed flush fails its writers.
 	boom := errors.New("EIO")
+	c.begin()
 	if err := c.sync(func() error { return boom }); err != boom {
 		t.Fatalf("sync error %v", err)
 	}
