@@ -283,6 +283,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err := srv.Serve(ctx); err != nil {
 		return err
 	}
-	log.Info("stopping", "served", h.Stats().Verdicts[target.Reply].Load())
+	st := h.Stats()
+	log.Info("stopping", "replies", st.Verdicts[target.Reply].Load(),
+		"reads", st.Reads.Load(), "writes", st.Writes.Load(), "flushes", st.Flushes.Load(),
+		"ata_errors", st.ATAErrors.Load(), "aoe_errors", st.AoEErrors.Load(), "io_errors", st.IOErrors.Load())
 	return nil
 }
