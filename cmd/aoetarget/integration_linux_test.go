@@ -904,6 +904,8 @@ func TestIntegrationTshark(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tshark: %v", err)
 	}
+	// Only ATA requests are checked for answers: the test's first Query
+	// Config broadcasts may go out before the target is up.
 	var reqs, resps, unanswered int
 	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
 		f := strings.Split(line, "\t")
@@ -913,19 +915,22 @@ func TestIntegrationTshark(t *testing.T) {
 		if f[3] != "" {
 			t.Fatalf("tshark finds a malformed frame: %q", line)
 		}
+		if f[1] != "0" { // not ATA
+			continue
+		}
 		if f[0] == "1" || f[0] == "True" {
 			resps++
 			continue
 		}
 		reqs++
-		if f[4] == "" && f[1] == "0" { // Wireshark pairs ATA commands only
+		if f[4] == "" {
 			unanswered++
 			t.Logf("unanswered: %q", line)
 		}
 	}
-	t.Logf("tshark: %d requests, %d responses, %d unanswered", reqs, resps, unanswered)
-	if reqs < 34 || resps < reqs-unanswered || unanswered > 0 {
-		t.Fatalf("tshark: %d requests, %d responses, %d unanswered\n%s", reqs, resps, unanswered, out)
+	t.Logf("tshark: %d ATA requests, %d responses, %d unanswered", reqs, resps, unanswered)
+	if reqs < 33 || resps < reqs || unanswered > 0 {
+		t.Fatalf("tshark: %d ATA requests, %d responses, %d unanswered\n%s", reqs, resps, unanswered, out)
 	}
 }
 
