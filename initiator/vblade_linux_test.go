@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,24 +23,6 @@ import (
 )
 
 const vbladePath = "/usr/sbin/vblade"
-
-// syncBuffer collects a child's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestVblade runs the client against Debian's vblade across a veth pair
 // between two network namespaces, at MTU 1500 and 9000.
@@ -75,7 +56,7 @@ func testVblade(t *testing.T, mtu int) {
 
 	vctx, stop := context.WithCancel(context.Background())
 	cmd := tns.Command(vctx, vbladePath, strconv.Itoa(shelf), strconv.Itoa(slot), tif, img)
-	var out syncBuffer
+	var out netns.Output
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		stop()

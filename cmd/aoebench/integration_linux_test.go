@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,6 @@ import (
 )
 
 const vbladePath = "/usr/sbin/vblade"
-
-// lockedBuffer collects a child's output for the test log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestIntegration runs aoebench for a moment against Debian's vblade, the
 // aoetarget binary and the C null responder, each in its own network
@@ -114,7 +95,7 @@ func testAgainst(t *testing.T, dir, name string, cmd, modes []string, mtu int) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	c := tns.Command(ctx, cmd[0], args...)
-	var out lockedBuffer
+	var out netns.Output
 	c.Stdout, c.Stderr = &out, &out
 	if err := c.Start(); err != nil {
 		stop()

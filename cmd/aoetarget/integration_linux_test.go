@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,24 +73,6 @@ func (i impl) path(t *testing.T) string {
 		}
 	}
 	return p
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // lab is one test's network: the target's namespace and the initiator's,
@@ -191,7 +172,7 @@ func image(t *testing.T, sectors int, fill byte) string {
 // proc is a running target.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *netns.Output
 	done chan error
 }
 
@@ -204,7 +185,7 @@ func (l *lab) start(i impl, file string, flags ...string) *proc {
 func (l *lab) startAddr(i impl, file string, shelf, slot int, flags ...string) *proc {
 	t := l.t
 	args := append(flags, fmt.Sprint(shelf), fmt.Sprint(slot), l.tif, file)
-	p := &proc{out: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &proc{out: &netns.Output{}, done: make(chan error, 1)}
 	p.cmd = l.tgt.Command(context.Background(), i.path(t), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
