@@ -68,6 +68,7 @@ type File struct {
 	blk   bool
 	dio   bool
 	align uintptr // O_DIRECT memory alignment of user buffers
+	inRAM bool    // a tmpfs or ramfs file: reads never wait for a disk
 
 	flushErr atomic.Pointer[error] // first Flush failure; sticky
 }
@@ -157,6 +158,13 @@ func setup(osf *os.File, path string, before fs.FileInfo, blk bool, opts Options
 		return nil, fmt.Errorf("blockstore: %s: %w", path, err)
 	}
 
+	var inRAM bool
+	if !blk {
+		var st unix.Statfs_t
+		if control(raw, func(fd int) error { return unix.Fstatfs(fd, &st) }) == nil {
+			inRAM = st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
+		}
+	}
 	var bytes int64
 	if blk {
 		var n uint64
@@ -190,15 +198,16 @@ func setup(osf *os.File, path string, before fs.FileInfo, blk bool, opts Options
 	}
 
 	f := &File{
-		file: osf,
-		raw:  raw,
-		path: path,
-		base: opts.Offset * SectorSize,
-		size: length * SectorSize,
-		ro:   opts.ReadOnly,
-		sync: opts.Sync,
-		blk:  blk,
-		dio:  opts.Direct,
+		file:  osf,
+		raw:   raw,
+		path:  path,
+		base:  opts.Offset * SectorSize,
+		size:  length * SectorSize,
+		ro:    opts.ReadOnly,
+		sync:  opts.Sync,
+		blk:   blk,
+		dio:   opts.Direct,
+		inRAM: inRAM,
 	}
 	if opts.Direct {
 		if err := f.checkDirect(); err != nil {

@@ -53,13 +53,18 @@ func (op *nowaitOp) do(fd uintptr) bool {
 // once with ErrWouldBlock, without waiting for the disk (preadv2 with
 // RWF_NOWAIT). A server uses it to answer cached reads inline and to hand
 // the others to goroutines that may block. A Direct store, which bypasses
-// the cache, always returns ErrWouldBlock.
+// the cache, always returns ErrWouldBlock; a file on tmpfs or ramfs, which
+// has no disk to wait for (and where RWF_NOWAIT is not supported), is read
+// with a plain pread.
 func (f *File) ReadAtNoWait(p []byte, off int64) (int, error) {
 	if err := checkRange("read", off, len(p), f.size); err != nil {
 		return 0, err
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if f.inRAM && !f.dio {
+		return f.ReadAt(p, off)
 	}
 	if f.dio || noWaitUnsupported.Load() {
 		return 0, ErrWouldBlock

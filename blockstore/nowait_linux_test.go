@@ -82,3 +82,31 @@ func TestReadAtNoWaitDirect(t *testing.T) {
 		t.Fatalf("direct: %v, want ErrWouldBlock", err)
 	}
 }
+
+func TestReadAtNoWaitTmpfs(t *testing.T) {
+	const dir = "/dev/shm"
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Skipf("skipping: %s is not tmpfs", dir)
+	}
+	f0, err := os.CreateTemp(dir, "blockstore-test")
+	if err != nil {
+		t.Skip(err)
+	}
+	path := f0.Name()
+	t.Cleanup(func() { os.Remove(path) })
+	f0.Write(bytes.Repeat([]byte{7}, 8192))
+	f0.Close()
+	f, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !f.inRAM {
+		t.Fatal("a tmpfs file is not recognised")
+	}
+	buf := make([]byte, 1024)
+	if n, err := f.ReadAtNoWait(buf, 1024); err != nil || n != 1024 || buf[0] != 7 {
+		t.Fatalf("tmpfs read: %d, %v", n, err)
+	}
+}
