@@ -322,7 +322,7 @@ var metricUnits = map[string]string{"iops": "IOPS", "mbs": "MB/s", "fps": "frame
 // writeMarkdown prints the goals, then a table per case.
 func (rp *report) writeMarkdown(w io.Writer, gs []goal) {
 	if len(gs) > 0 {
-		fmt.Fprintf(w, "### Goals (ratios of medians, measured in this run)\n\n")
+		fmt.Fprintf(w, "### Goals (ratios of medians; both sides of each ratio were measured in the same invocation, interleaved)\n\n")
 		fmt.Fprintf(w, "| Goal | Measured | Wanted | Met |\n|---|---|---|---|\n")
 		for _, g := range gs {
 			if !g.known {
