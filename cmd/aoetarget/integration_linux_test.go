@@ -252,6 +252,9 @@ func (l *lab) target() initiator.Target {
 	return tg
 }
 
+// noReplyWait is how long a test waits to conclude that no reply comes.
+const noReplyWait = 600 * time.Millisecond
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -436,11 +439,7 @@ func TestIntegrationAoEErrors(t *testing.T) {
 			t.Fatalf("command 9: %v", err)
 		}
 		// Frames with the response flag, or for another address, get no answer.
-		short := func() context.Context {
-			ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
-			t.Cleanup(cancel)
-			return ctx
-		}
+		short := func() context.Context { return ctxT(t, noReplyWait) }
 		cfg, _ := aoe.Config{}.MarshalBinary()
 		for _, h := range []aoe.Header{
 			{Flags: aoe.FlagResponse, Major: testShelf, Minor: testSlot, Command: aoe.CommandQueryConfig},
@@ -471,11 +470,7 @@ func TestIntegrationQueryConfig(t *testing.T) {
 		l.start(i, image(t, 64, 0))
 		tg := l.target()
 		ctx := ctxT(t, 10*time.Second)
-		short := func() context.Context {
-			ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
-			t.Cleanup(cancel)
-			return ctx
-		}
+		short := func() context.Context { return ctxT(t, noReplyWait) }
 		c, err := l.client.QueryConfig(ctx, tg, aoe.ConfigSet, []byte("replica-a"))
 		if err != nil || string(c.String) != "replica-a" {
 			t.Fatalf("set: %v %q", err, c.String)
@@ -533,8 +528,7 @@ func TestIntegrationMacMask(t *testing.T) {
 			t.Fatalf("identify from a listed MAC: %v", err)
 		}
 		l.client.SetSourceMAC(aoe.MAC{0x02, 0x42, 0, 0, 0, 1})
-		sctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
-		defer cancel()
+		sctx := ctxT(t, noReplyWait)
 		if _, _, err := l.client.Identify(sctx, tg); !errors.Is(err, initiator.ErrNoReply) {
 			t.Fatalf("identify from a masked-out MAC: %v, want no reply", err)
 		}
@@ -570,8 +564,7 @@ func TestIntegrationInitialMask(t *testing.T) {
 			t.Fatalf("read: %v %+v", err, r)
 		}
 		l.client.SetSourceMAC(aoe.MAC{0x02, 0x42, 0, 0, 0, 0x10})
-		sctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
-		defer cancel()
+		sctx := ctxT(t, noReplyWait)
 		if _, err := l.client.Lookup(sctx, testShelf, testSlot); !errors.Is(err, initiator.ErrNoReply) {
 			t.Fatalf("query from an unlisted MAC: %v, want no reply", err)
 		}
