@@ -48,7 +48,7 @@ func (h *Handler) ata(r *reply) int {
 	case aoe.ATAReadSectors, aoe.ATAReadSectorsExt:
 		n = h.read(r, q, &a, r.buf[data:])
 	case aoe.ATAWriteSectors, aoe.ATAWriteSectorsExt:
-		if r.nowait {
+		if r.nowait && !r.stage {
 			r.deferred = true
 			return 0
 		}
@@ -102,6 +102,18 @@ func (h *Handler) read(r *reply, q aoe.ATA, a *aoe.ATA, dst []byte) int {
 		fail(a, aoe.ATAErrorABRT)
 		return 0
 	}
+	if r.stage {
+		if r.cache && h.nowait != nil {
+			if _, err := h.nowait.ReadAtNoWait(dst[:n], off); err == nil {
+				h.stats.Reads.Add(1)
+				h.stats.ReadBytes.Add(uint64(n))
+				return n
+			}
+		}
+		r.op = ioOp{off: off, buf: dst[:n]}
+		r.staged = true
+		return n
+	}
 	if r.nowait {
 		if h.nowait == nil {
 			r.deferred = true
@@ -138,7 +150,12 @@ func (h *Handler) write(r *reply, q aoe.ATA, a *aoe.ATA) {
 		fail(a, aoe.ATAErrorABRT)
 		return
 	}
-	group := !h.wback && !h.store.Durable()
+	if r.stage {
+		r.op = ioOp{write: true, off: off, buf: q.Data[:n]}
+		r.staged = true
+		return
+	}
+	group := h.groupCommit()
 	if group {
 		h.commits.begin()
 	}
@@ -179,4 +196,116 @@ func (h *Handler) ioError(op string, off int64, n int, err error) {
 	h.stats.IOErrors.Add(1)
 	h.log.LogAttrs(context.Background(), slog.LevelWarn, "store error", slog.String("op", op),
 		slog.Int64("offset", off), slog.Int("bytes", n), slog.Any("err", err))
+}
+
+// groupCommit reports whether writes need a flush before they are
+// acknowledged: the export is not writeback and the store is not durable
+// by itself (O_DSYNC).
+func (h *Handler) groupCommit() bool { return !h.wback && !h.store.Durable() }
+
+// ioOp is a read or write request that the handler validated and built
+// the reply for, as if it succeeds, leaving the I/O to the engine, which
+// may merge it with the I/O of adjacent requests.
+type ioOp struct {
+	write bool
+	off   int64  // byte offset in the export
+	buf   []byte // a read's data area in the reply; a write's sectors
+	n     int    // length of the reply frame when the I/O succeeds
+}
+
+// stageResult says what stage did with a request.
+type stageResult uint8
+
+const (
+	stageDone     stageResult = iota // answered or dropped: send the reply, if any
+	stageIO                          // do op's I/O, then complete
+	stageDeferred                    // needs Handle on a goroutine that may block
+)
+
+// stage answers req like TryHandle, except that a read or write that
+// needs the store is validated, its reply built in resp as if it succeeds,
+// and returned in op for the caller to do (then complete). With cache set,
+// a read of cached data is served at once instead.
+func (h *Handler) stage(p Port, req, resp []byte, cache bool, op *ioOp) (int, Verdict, stageResult) {
+	n, v := h.handleOp(p, req, resp, true, op, cache)
+	switch v {
+	case deferred:
+		return 0, 0, stageDeferred
+	case staged:
+		return n, Reply, stageIO
+	}
+	n, v = h.finish(resp, n, v)
+	return n, v, stageDone
+}
+
+// complete finishes the reply in resp to a request that stage returned in
+// op, given the result of its I/O (for a write, of its flush too): on
+// failure, the reply becomes the ATA error Handle would give. It returns
+// the reply's length and verdict. The caller logs err.
+func (h *Handler) complete(resp []byte, op *ioOp, err error) (int, Verdict) {
+	n := op.n
+	switch {
+	case err != nil:
+		bits := uint8(aoe.ATAErrorABRT)
+		if !op.write {
+			bits |= aoe.ATAErrorUNC
+		}
+		resp[aoe.FrameHeaderLen+1] = bits
+		resp[aoe.FrameHeaderLen+3] = aoe.ATAStatusDRDY | aoe.ATAStatusERR
+		n = aoe.FrameHeaderLen + aoe.ATAArgLen
+		h.stats.ATAErrors.Add(1)
+	case op.write:
+		h.stats.Writes.Add(1)
+		h.stats.WriteBytes.Add(uint64(len(op.buf)))
+	default:
+		h.stats.Reads.Add(1)
+		h.stats.ReadBytes.Add(uint64(len(op.buf)))
+	}
+	return h.finish(resp, n, Reply)
+}
+
+// vectorIO reads into or writes from bufs, total bytes from byte offset
+// off, with one vectored call when the store has it; a write is then made
+// durable (group commit) unless the export is writeback or the store is
+// durable by itself. It logs a failure and returns it.
+func (h *Handler) vectorIO(write bool, bufs [][]byte, off int64, total int) error {
+	group := write && h.groupCommit()
+	if group {
+		h.commits.begin()
+	}
+	var err error
+	switch {
+	case h.vector != nil && write:
+		_, err = h.vector.WritevAt(bufs, off)
+	case h.vector != nil:
+		_, err = h.vector.ReadvAt(bufs, off)
+	default:
+		pos := off
+		for _, b := range bufs {
+			if write {
+				_, err = h.store.WriteAt(b, pos)
+			} else {
+				_, err = h.store.ReadAt(b, pos)
+			}
+			if err != nil {
+				break
+			}
+			pos += int64(len(b))
+		}
+	}
+	op := "read"
+	if write {
+		op = "write"
+	}
+	if err != nil {
+		if group {
+			h.commits.abort()
+		}
+		h.ioError(op, off, total, err)
+		return err
+	}
+	if group {
+		return h.commits.sync(h.flush)
+	}
+	return nil
 }

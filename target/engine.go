@@ -25,6 +25,10 @@ type job struct {
 
 	gone    bool // handed to a worker: no longer in the reader's stash
 	ordered bool
+	io      bool // staged: op holds the read or write, the reply is built
+	op      ioOp // the staged read or write
+	next    *job // the next job of a chain of adjacent staged I/Os
+	nchain  int  // jobs in the chain this job heads
 	span    span
 	deps    int    // conflicting earlier jobs not yet done
 	waiters []*job // later jobs waiting for this one
@@ -114,24 +118,92 @@ func (e *engine) unordered(j *job) {
 	e.work <- j
 }
 
+// workerState is what one worker reuses from request to request.
+type workerState struct {
+	ready []*job
+	bufs  [][]byte // the buffers of a chain's I/O
+	out   [][]byte // a chain's replies
+	conn  net.PacketConn
+	mm    *mmsgConn // sends a chain's replies in one call; nil for in-memory conns
+}
+
 func (e *engine) worker() {
 	defer e.workers.Done()
 	h := e.p.s.h
-	var ready []*job
+	w := &workerState{bufs: make([][]byte, 0, maxChain), out: make([][]byte, 0, maxChain)}
 	for j := range e.work {
-		rn, v := h.Handle(j.info, j.req[:j.n], j.resp)
-		e.reply(j, rn, v)
+		if j.io {
+			e.runChain(j, w)
+		} else {
+			rn, v := h.Handle(j.info, j.req[:j.n], j.resp)
+			e.reply(j, rn, v)
+		}
 		if j.ordered {
-			ready = e.sched.done(j, ready[:0])
-			for _, r := range ready {
+			w.ready = e.sched.done(j, w.ready[:0])
+			for _, r := range w.ready {
 				e.work <- r // never blocks: the channel holds the whole pool
 			}
-			clear(ready)
+			clear(w.ready)
 		}
-		j.conn = nil
-		e.free <- j
+		for j != nil {
+			next := j.next
+			j.conn, j.next, j.io, j.nchain = nil, nil, false, 0
+			j.op = ioOp{}
+			e.free <- j
+			j = next
+		}
 		e.pending.Done()
 	}
+}
+
+// runChain does the I/O of a chain of staged requests for adjacent
+// sectors, all reads or all writes, as one vectored read or write (for
+// writes, then a flush shared with concurrent writers unless the export
+// is writeback), and sends every reply. If the merged I/O fails, each
+// request is retried alone, so that only those whose own sectors fail get
+// an error.
+func (e *engine) runChain(head *job, w *workerState) {
+	h := e.p.s.h
+	if w.conn != head.conn {
+		w.conn, w.mm = head.conn, newMmsgConn(head.conn, maxChain)
+	}
+	w.bufs = w.bufs[:0]
+	total := 0
+	for m := head; m != nil; m = m.next {
+		w.bufs = append(w.bufs, m.op.buf)
+		total += len(m.op.buf)
+	}
+	err := h.vectorIO(head.op.write, w.bufs, head.op.off, total)
+	if err != nil && head.next != nil {
+		for m := head; m != nil; m = m.next {
+			w.bufs = append(w.bufs[:0], m.op.buf)
+			merr := h.vectorIO(m.op.write, w.bufs, m.op.off, len(m.op.buf))
+			e.finishIO(m, merr, w)
+		}
+	} else {
+		for m := head; m != nil; m = m.next {
+			e.finishIO(m, err, w)
+		}
+	}
+	clear(w.bufs)
+	if len(w.out) > 0 {
+		if err := w.mm.send(w.out); err != nil && e.errs.allow() {
+			e.p.log.Warn("send failed", "err", err, "suppressed", e.errs.suppressed())
+		}
+	}
+	clear(w.out)
+	w.out = w.out[:0]
+}
+
+// finishIO completes the reply of m and queues it (or sends it, when the
+// conn cannot batch).
+func (e *engine) finishIO(m *job, err error, w *workerState) {
+	n, v := e.p.s.h.complete(m.resp, &m.op, err)
+	if w.mm != nil {
+		w.out = append(w.out, m.resp[:n]) // runChain sends them
+		return
+	}
+	e.reply(m, n, v)
 }
 
 // reply sends the reply the handler built for j, if any.
@@ -161,7 +233,14 @@ type reader struct {
 	bufs  [][]byte // receive buffers for recvmmsg
 	lens  []int    // received lengths
 	errs  errLimiter
+
+	// The chain being built: staged I/Os of this batch for adjacent
+	// sectors, admitted as one job when the next request cannot join it.
+	head, tail *job
 }
+
+// maxChain bounds the requests merged into one I/O.
+const maxChain = 32
 
 func newReader(e *engine) *reader {
 	batch := max(1, min(maxBatch, cap(e.free)/2))
@@ -226,26 +305,56 @@ func (r *reader) dispatch(j *job) {
 	req := j.req[:j.n]
 	k, sp := classify(req)
 	switch k {
-	case kindRead:
-		if !e.sched.busy(sp) {
-			if rn, v, ok := h.TryHandle(j.info, req, j.resp); ok {
-				r.reply(j, rn, v)
-				return
-			}
+	case kindRead, kindWrite:
+		// A read may be served from the cache unless it must wait for
+		// an earlier write (in flight, or in the chain being built).
+		cache := k == kindRead && !e.sched.busy(sp) && !(r.head != nil && r.head.span.conflicts(sp))
+		rn, v, res := h.stage(j.info, req, j.resp, cache, &j.op)
+		switch res {
+		case stageDone:
+			r.reply(j, rn, v)
+		case stageIO:
+			j.span = sp
+			j.io = true
+			j.gone = true
+			r.chain(j)
+		default:
+			j.span = sp
+			j.gone = true
+			r.closeChain()
+			e.ordered(j)
 		}
-		j.span = sp
-		j.gone = true
-		e.ordered(j)
-	case kindWrite:
-		j.span = sp
-		j.gone = true
-		e.ordered(j)
 	case kindFlush:
 		j.gone = true
 		e.unordered(j)
 	default:
 		rn, v := h.Handle(j.info, req, j.resp)
 		r.reply(j, rn, v)
+	}
+}
+
+// chain adds the staged I/O j to the chain being built if it continues
+// it (same direction, the next sectors); otherwise it admits that chain
+// and starts a new one with j.
+func (r *reader) chain(j *job) {
+	if t := r.tail; t != nil && t.op.write == j.op.write && r.head.nchain < maxChain &&
+		t.op.off+int64(len(t.op.buf)) == j.op.off && j.info == r.head.info {
+		t.next = j
+		r.tail = j
+		r.head.nchain++
+		r.head.span.n += j.span.n
+		return
+	}
+	r.closeChain()
+	j.nchain = 1
+	r.head, r.tail = j, j
+}
+
+// closeChain admits the chain being built, if any, to the engine.
+func (r *reader) closeChain() {
+	if r.head != nil {
+		r.e.ordered(r.head)
+		r.head, r.tail = nil, nil
 	}
 }
 
@@ -264,6 +373,7 @@ func (r *reader) reply(j *job, n int, v Verdict) {
 // flush sends the queued replies and drops the buffers handed to workers
 // from the stash.
 func (r *reader) flush() {
+	r.closeChain()
 	if len(r.out) > 0 {
 		if err := r.mm.send(r.out); err != nil && r.errs.allow() {
 			r.e.p.log.Warn("send failed", "err", err, "suppressed", r.errs.suppressed())

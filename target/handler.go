@@ -29,6 +29,19 @@ type Store interface {
 	Durable() bool
 }
 
+// VectorStore is implemented by stores that can read into or write from
+// several buffers with one call (blockstore.File: preadv, pwritev). The
+// engine merges requests for adjacent sectors into one such call;
+// without it, they are done one by one.
+type VectorStore interface {
+	// ReadvAt reads into each buffer of bufs in turn from byte offset
+	// off, as ReadAt would into their concatenation.
+	ReadvAt(bufs [][]byte, off int64) (int, error)
+	// WritevAt writes each buffer of bufs in turn from byte offset off,
+	// as WriteAt would write their concatenation.
+	WritevAt(bufs [][]byte, off int64) (int, error)
+}
+
 // NoWaitReader is implemented by stores that can read without blocking
 // when the data is cached (blockstore.File with RWF_NOWAIT, and
 // blockstore.Memory); ReadAtNoWait fails with an error wrapping
@@ -105,7 +118,8 @@ const (
 
 	// deferred is TryHandle's internal verdict for a request that needs
 	// a goroutine that may block.
-	deferred = numVerdicts
+	deferred = numVerdicts     // TryHandle: the request needs Handle
+	staged   = numVerdicts + 1 // stage: the request is an ioOp
 )
 
 var verdictNames = [numVerdicts]string{"reply", "malformed", "response", "not-addressed", "bad-source", "masked", "no-match"}
@@ -143,6 +157,7 @@ type Handler struct {
 	wback    bool
 	store    Store
 	nowait   NoWaitReader // store, if it can read without blocking
+	vector   VectorStore  // store, if it can do vectored I/O
 	log      *slog.Logger
 	identity [aoe.IdentifyLen]byte
 	onChange func(State)
@@ -181,6 +196,7 @@ func NewHandler(cfg Config, store Store) (*Handler, error) {
 		h.bufcnt = DefaultBufferCount
 	}
 	h.nowait, _ = store.(NoWaitReader)
+	h.vector, _ = store.(VectorStore)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -311,6 +327,14 @@ func (h *Handler) finish(resp []byte, n int, v Verdict) (int, Verdict) {
 const MinFrameLen = 60
 
 func (h *Handler) handle(p Port, req, resp []byte, nowait bool) (int, Verdict) {
+	return h.handleOp(p, req, resp, nowait, nil, false)
+}
+
+// handleOp is handle; with op non-nil, reads and writes that need the
+// store are validated, their reply built as if they succeed, and left in
+// op with the staged verdict (reads served from the cache first if cache
+// is set).
+func (h *Handler) handleOp(p Port, req, resp []byte, nowait bool, op *ioOp, cache bool) (int, Verdict) {
 	f, err := aoe.ParseFrame(req)
 	if err != nil {
 		return 0, DropMalformed
@@ -327,7 +351,7 @@ func (h *Handler) handle(p Port, req, resp []byte, nowait bool) (int, Verdict) {
 	if !h.allowed(f.Src) {
 		return 0, DropMasked
 	}
-	r := reply{h: h, port: p, req: f, buf: resp, nowait: nowait}
+	r := reply{h: h, port: p, req: f, buf: resp, nowait: nowait || op != nil, stage: op != nil, cache: cache}
 	if f.Header.Version != aoe.Version {
 		return r.aoeError(aoe.ErrorUnsupportedVersion), Reply
 	}
@@ -336,6 +360,13 @@ func (h *Handler) handle(p Port, req, resp []byte, nowait bool) (int, Verdict) {
 		n := h.ata(&r)
 		if r.deferred {
 			return 0, deferred
+		}
+		if r.staged {
+			if op != nil {
+				*op = r.op
+				op.n = n
+			}
+			return n, staged
 		}
 		return n, Reply
 	case aoe.CommandQueryConfig:
@@ -368,6 +399,11 @@ type reply struct {
 	nowait bool // must not block on the store (TryHandle)
 	// deferred is set when nowait stopped the request: it needs Handle.
 	deferred bool
+	// stage: leave reads and writes that need the store to the caller
+	// (stage, complete); cached reads are still served if cache is set.
+	stage, cache bool
+	staged       bool // the request is in op
+	op           ioOp
 }
 
 // headers appends the Ethernet and AoE headers of the reply, with the given
