@@ -265,11 +265,11 @@ func (h *Handler) complete(resp []byte, op *ioOp, err error) (int, Verdict) {
 }
 
 // vectorIO reads into or writes from bufs, total bytes from byte offset
-// off, with one vectored call when the store has it; a write is then made
-// durable (group commit) unless the export is writeback or the store is
-// durable by itself. It logs a failure and returns it.
-func (h *Handler) vectorIO(write bool, bufs [][]byte, off int64, total int) error {
-	group := write && h.groupCommit()
+// off, with one vectored call when the store has it; with sync, a write is
+// then made durable (group commit) unless the export is writeback or the
+// store is durable by itself. It logs a failure and returns it.
+func (h *Handler) vectorIO(write bool, bufs [][]byte, off int64, total int, sync bool) error {
+	group := sync && write && h.groupCommit()
 	if group {
 		h.commits.begin()
 	}

@@ -12,12 +12,13 @@ import (
 // many frames. Its buffers and the functions it hands to the RawConn are
 // made once, so a batch allocates nothing.
 type mmsgConn struct {
-	raw  syscall.RawConn
-	hdrs []unix.Mmsghdr
-	iovs []unix.Iovec
-	cnt  int // messages to receive or send
-	done int // messages received or sent
-	err  error
+	raw    syscall.RawConn
+	hdrs   []unix.Mmsghdr
+	iovs   []unix.Iovec
+	cnt    int // messages to receive or send
+	done   int // messages received or sent
+	err    error
+	nowait bool // recv returns 0 instead of waiting
 
 	recvFn, sendFn func(fd uintptr) bool
 }
@@ -55,6 +56,10 @@ func (m *mmsgConn) recvmmsg(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if m.nowait {
+				m.done, m.err = 0, nil
+				return true
+			}
 			return false // wait until readable
 		case 0:
 			m.done, m.err = int(n), nil
@@ -65,9 +70,11 @@ func (m *mmsgConn) recvmmsg(fd uintptr) bool {
 	}
 }
 
-// recv receives up to len(bufs) frames, waiting for the first, and returns
-// how many arrived; lens[i] is the length of frame i.
-func (m *mmsgConn) recv(bufs [][]byte, lens []int) (int, error) {
+// recv receives up to len(bufs) frames, waiting for the first if wait is
+// set (else returning 0 when none is queued), and returns how many
+// arrived; lens[i] is the length of frame i.
+func (m *mmsgConn) recv(bufs [][]byte, lens []int, wait bool) (int, error) {
+	m.nowait = !wait
 	m.cnt = min(len(bufs), len(m.hdrs))
 	for i := range m.cnt {
 		m.iovs[i].Base = &bufs[i][0]

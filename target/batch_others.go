@@ -7,6 +7,6 @@ type mmsgConn struct{}
 
 func newMmsgConn(conn any, batch int) *mmsgConn { return nil }
 
-func (m *mmsgConn) recv(bufs [][]byte, lens []int) (int, error) { panic("unreachable") }
+func (m *mmsgConn) recv(bufs [][]byte, lens []int, wait bool) (int, error) { panic("unreachable") }
 
 func (m *mmsgConn) send(frames [][]byte) error { panic("unreachable") }

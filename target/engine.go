@@ -25,10 +25,11 @@ type job struct {
 
 	gone    bool // handed to a worker: no longer in the reader's stash
 	ordered bool
-	io      bool // staged: op holds the read or write, the reply is built
-	op      ioOp // the staged read or write
-	next    *job // the next job of a chain of adjacent staged I/Os
-	nchain  int  // jobs in the chain this job heads
+	io      bool  // staged: op holds the read or write, the reply is built
+	op      ioOp  // the staged read or write
+	next    *job  // the next job of a chain of adjacent staged I/Os
+	nchain  int   // jobs in the chain this job heads
+	ioErr   error // result of the staged I/O
 	span    span
 	deps    int    // conflicting earlier jobs not yet done
 	waiters []*job // later jobs waiting for this one
@@ -45,7 +46,10 @@ type engine struct {
 	pending sync.WaitGroup // admitted requests not done
 	workers sync.WaitGroup
 	nwork   int
-	errs    errLimiter
+	// commit carries durable writes from the workers to the committer.
+	commit     chan *job
+	commitDone sync.WaitGroup
+	errs       errLimiter
 }
 
 func newEngine(p *port) *engine {
@@ -59,10 +63,11 @@ func newEngine(p *port) *engine {
 	_, info := p.state()
 	size := max(minFrameBuf, info.MTU+aoe.EthernetHeaderLen)
 	e := &engine{
-		p:     p,
-		free:  make(chan *job, pool),
-		work:  make(chan *job, pool),
-		nwork: workers,
+		p:      p,
+		free:   make(chan *job, pool),
+		work:   make(chan *job, pool),
+		commit: make(chan *job, pool),
+		nwork:  workers,
 	}
 	for range pool {
 		e.free <- &job{
@@ -92,6 +97,8 @@ func (e *engine) start() {
 		e.workers.Add(1)
 		go e.worker()
 	}
+	e.commitDone.Add(1)
+	go e.committer()
 }
 
 // stop waits for the requests in progress to finish and stops the
@@ -100,6 +107,8 @@ func (e *engine) stop() {
 	e.pending.Wait()
 	close(e.work)
 	e.workers.Wait()
+	close(e.commit)
+	e.commitDone.Wait()
 }
 
 // ordered runs j once the earlier requests it conflicts with are done.
@@ -118,92 +127,165 @@ func (e *engine) unordered(j *job) {
 	e.work <- j
 }
 
-// workerState is what one worker reuses from request to request.
+// workerState is what a worker (or the committer) reuses from request to
+// request.
 type workerState struct {
 	ready []*job
 	bufs  [][]byte // the buffers of a chain's I/O
-	out   [][]byte // a chain's replies
+	out   [][]byte // replies to send
 	conn  net.PacketConn
-	mm    *mmsgConn // sends a chain's replies in one call; nil for in-memory conns
+	mm    *mmsgConn // sends replies in one call; nil for in-memory conns
+}
+
+func newWorkerState() *workerState {
+	return &workerState{bufs: make([][]byte, 0, maxChain), out: make([][]byte, 0, maxBatch)}
+}
+
+// queue completes the reply of m, a staged request whose I/O (and flush)
+// ended with err, and queues it to be sent.
+func (w *workerState) queue(e *engine, m *job, err error) {
+	n, v := e.p.s.h.complete(m.resp, &m.op, err)
+	if w.conn != m.conn {
+		w.send(e)
+		w.conn, w.mm = m.conn, newMmsgConn(m.conn, maxBatch)
+	}
+	if w.mm == nil {
+		e.reply(m, n, v)
+		return
+	}
+	if len(w.out) == cap(w.out) {
+		w.send(e)
+	}
+	w.out = append(w.out, m.resp[:n])
+}
+
+// send sends the queued replies.
+func (w *workerState) send(e *engine) {
+	if len(w.out) == 0 {
+		return
+	}
+	if err := w.mm.send(w.out); err != nil && e.errs.allow() {
+		e.p.log.Warn("send failed", "err", err, "suppressed", e.errs.suppressed())
+	}
+	clear(w.out)
+	w.out = w.out[:0]
 }
 
 func (e *engine) worker() {
 	defer e.workers.Done()
 	h := e.p.s.h
-	w := &workerState{bufs: make([][]byte, 0, maxChain), out: make([][]byte, 0, maxChain)}
+	w := newWorkerState()
 	for j := range e.work {
+		commit := false
 		if j.io {
-			e.runChain(j, w)
+			commit = e.runChain(j, w)
 		} else {
 			rn, v := h.Handle(j.info, j.req[:j.n], j.resp)
 			e.reply(j, rn, v)
 		}
 		if j.ordered {
+			// A write is done, for the requests that wait for it, once
+			// it is in the store: they can no longer overtake it.
 			w.ready = e.sched.done(j, w.ready[:0])
 			for _, r := range w.ready {
 				e.work <- r // never blocks: the channel holds the whole pool
 			}
 			clear(w.ready)
 		}
-		for j != nil {
-			next := j.next
-			j.conn, j.next, j.io, j.nchain = nil, nil, false, 0
-			j.op = ioOp{}
-			e.free <- j
-			j = next
+		if commit {
+			e.commit <- j // never blocks: the channel holds the whole pool
+			continue
 		}
-		e.pending.Done()
+		e.release(j)
 	}
 }
 
-// runChain does the I/O of a chain of staged requests for adjacent
-// sectors, all reads or all writes, as one vectored read or write (for
-// writes, then a flush shared with concurrent writers unless the export
-// is writeback), and sends every reply. If the merged I/O fails, each
-// request is retried alone, so that only those whose own sectors fail get
-// an error.
-func (e *engine) runChain(head *job, w *workerState) {
-	h := e.p.s.h
-	if w.conn != head.conn {
-		w.conn, w.mm = head.conn, newMmsgConn(head.conn, maxChain)
+// release returns the jobs of the chain j heads to the pool.
+func (e *engine) release(j *job) {
+	for j != nil {
+		next := j.next
+		j.conn, j.next, j.io, j.nchain, j.ioErr = nil, nil, false, 0, nil
+		j.op = ioOp{}
+		e.free <- j
+		j = next
 	}
+	e.pending.Done()
+}
+
+// runChain does the I/O of a chain of staged requests for adjacent
+// sectors, all reads or all writes, as one vectored read or write, and
+// sends the replies; or, for writes that must be durable before they are
+// acknowledged, reports true: the chain goes to the committer, which
+// flushes and replies. If the merged I/O fails, each request is retried
+// alone, so that only those whose own sectors fail get an error.
+func (e *engine) runChain(head *job, w *workerState) (commit bool) {
+	h := e.p.s.h
+	commit = head.op.write && h.groupCommit()
 	w.bufs = w.bufs[:0]
 	total := 0
 	for m := head; m != nil; m = m.next {
 		w.bufs = append(w.bufs, m.op.buf)
 		total += len(m.op.buf)
 	}
-	err := h.vectorIO(head.op.write, w.bufs, head.op.off, total)
-	if err != nil && head.next != nil {
-		for m := head; m != nil; m = m.next {
+	err := h.vectorIO(head.op.write, w.bufs, head.op.off, total, !commit)
+	for m := head; m != nil; m = m.next {
+		m.ioErr = err
+		if err != nil && head.next != nil {
 			w.bufs = append(w.bufs[:0], m.op.buf)
-			merr := h.vectorIO(m.op.write, w.bufs, m.op.off, len(m.op.buf))
-			e.finishIO(m, merr, w)
-		}
-	} else {
-		for m := head; m != nil; m = m.next {
-			e.finishIO(m, err, w)
+			m.ioErr = h.vectorIO(m.op.write, w.bufs, m.op.off, len(m.op.buf), !commit)
 		}
 	}
 	clear(w.bufs)
-	if len(w.out) > 0 {
-		if err := w.mm.send(w.out); err != nil && e.errs.allow() {
-			e.p.log.Warn("send failed", "err", err, "suppressed", e.errs.suppressed())
-		}
+	if commit {
+		return true
 	}
-	clear(w.out)
-	w.out = w.out[:0]
+	for m := head; m != nil; m = m.next {
+		w.queue(e, m, m.ioErr)
+	}
+	w.send(e)
+	return false
 }
 
-// finishIO completes the reply of m and queues it (or sends it, when the
-// conn cannot batch).
-func (e *engine) finishIO(m *job, err error, w *workerState) {
-	n, v := e.p.s.h.complete(m.resp, &m.op, err)
-	if w.mm != nil {
-		w.out = append(w.out, m.resp[:n]) // runChain sends them
-		return
+// committer makes the writes that workers hand it durable and acknowledges
+// them: it takes every chain queued, flushes the store once for all of
+// them, and sends their replies. While a flush runs, the next writes queue
+// up, so that under load one flush covers many writes (group commit)
+// without ever waiting for a timer.
+func (e *engine) committer() {
+	defer e.commitDone.Done()
+	h := e.p.s.h
+	w := newWorkerState()
+	batch := make([]*job, 0, cap(e.commit))
+	for head := range e.commit {
+		batch = append(batch[:0], head)
+	drain:
+		for {
+			select {
+			case j, ok := <-e.commit:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, j)
+			default:
+				break drain
+			}
+		}
+		ferr := h.flush()
+		for _, c := range batch {
+			for m := c; m != nil; m = m.next {
+				err := m.ioErr
+				if err == nil {
+					err = ferr
+				}
+				w.queue(e, m, err)
+			}
+		}
+		w.send(e)
+		for _, c := range batch {
+			e.release(c)
+		}
+		clear(batch)
 	}
-	e.reply(m, n, v)
 }
 
 // reply sends the reply the handler built for j, if any.
@@ -256,14 +338,27 @@ func newReader(e *engine) *reader {
 
 // recv tops up the stash with free buffers and receives frames into them:
 // as many as are queued (up to a batch) when the socket can batch, else
-// one. It returns how many arrived; they are r.stash[:n].
-func (r *reader) recv(conn net.PacketConn) (int, error) {
+// one. Unless wait is set, it returns 0 at once when no frame is queued
+// (and always, on a socket that cannot batch). It returns how many
+// arrived; they are r.stash[:n].
+func (r *reader) recv(conn net.PacketConn, wait bool) (int, error) {
 	if conn != r.conn {
 		r.conn = conn
 		r.mm = newMmsgConn(conn, r.batch)
 	}
+	if r.mm == nil && !wait {
+		return 0, nil
+	}
 	if len(r.stash) == 0 {
-		j := <-r.e.free // wait for a buffer
+		var j *job
+		select {
+		case j = <-r.e.free:
+		default:
+			// Wait for a buffer, but first let the chain being built
+			// go: its buffers may be the ones missing.
+			r.closeChain()
+			j = <-r.e.free
+		}
 		j.gone = false
 		r.stash = append(r.stash, j)
 	}
@@ -289,7 +384,7 @@ fill:
 	for i, j := range r.stash {
 		r.bufs[i] = j.req
 	}
-	n, err := r.mm.recv(r.bufs[:len(r.stash)], r.lens)
+	n, err := r.mm.recv(r.bufs[:len(r.stash)], r.lens, wait)
 	clear(r.bufs)
 	for i := range n {
 		r.stash[i].n = r.lens[i]
@@ -338,11 +433,12 @@ func (r *reader) dispatch(j *job) {
 // and starts a new one with j.
 func (r *reader) chain(j *job) {
 	if t := r.tail; t != nil && t.op.write == j.op.write && r.head.nchain < maxChain &&
-		t.op.off+int64(len(t.op.buf)) == j.op.off && j.info == r.head.info {
+		t.op.off+int64(len(t.op.buf)) == j.op.off && j.info == r.head.info && j.conn == r.head.conn {
 		t.next = j
 		r.tail = j
 		r.head.nchain++
 		r.head.span.n += j.span.n
+		r.e.p.s.h.stats.Merged.Add(1)
 		return
 	}
 	r.closeChain()
@@ -371,9 +467,9 @@ func (r *reader) reply(j *job, n int, v Verdict) {
 }
 
 // flush sends the queued replies and drops the buffers handed to workers
-// from the stash.
+// from the stash. The chain being built stays open: the next frames,
+// if already queued, may continue it.
 func (r *reader) flush() {
-	r.closeChain()
 	if len(r.out) > 0 {
 		if err := r.mm.send(r.out); err != nil && r.errs.allow() {
 			r.e.p.log.Warn("send failed", "err", err, "suppressed", r.errs.suppressed())
@@ -395,6 +491,7 @@ func (r *reader) flush() {
 
 // release gives the stash back to the pool, when the loop stops.
 func (r *reader) release() {
+	r.closeChain()
 	for _, j := range r.stash {
 		r.e.free <- j
 	}

@@ -140,6 +140,7 @@ type Stats struct {
 	ReadBytes   atomic.Uint64
 	WriteBytes  atomic.Uint64
 	Flushes     atomic.Uint64 // store flushes
+	Merged      atomic.Uint64 // reads and writes merged into the I/O of the request before them
 	ATAErrors   atomic.Uint64 // ATA replies with the ERR bit
 	AoEErrors   atomic.Uint64 // replies with the E flag
 	IOErrors    atomic.Uint64 // store read/write/flush failures

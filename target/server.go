@@ -215,7 +215,14 @@ func (p *port) serve(ctx context.Context) {
 	var errs errLimiter
 	for ctx.Err() == nil {
 		conn, info := p.state()
-		n, err := r.recv(conn)
+		// With a chain of adjacent I/Os open, look for more frames
+		// without waiting: the rest of a 4-KiB block may be queued.
+		// When none is, admit the chain, then wait.
+		n, err := r.recv(conn, r.head == nil)
+		if err == nil && n == 0 {
+			r.closeChain()
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -285,7 +285,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	st := h.Stats()
 	log.Info("stopping", "replies", st.Verdicts[target.Reply].Load(),
-		"reads", st.Reads.Load(), "writes", st.Writes.Load(), "flushes", st.Flushes.Load(),
+		"reads", st.Reads.Load(), "writes", st.Writes.Load(), "flushes", st.Flushes.Load(), "merged", st.Merged.Load(),
 		"ata_errors", st.ATAErrors.Load(), "aoe_errors", st.AoEErrors.Load(), "io_errors", st.IOErrors.Load())
 	return nil
 }
