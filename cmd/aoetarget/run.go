@@ -286,6 +286,18 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	st := h.Stats()
 	log.Info("stopping", "replies", st.Verdicts[target.Reply].Load(),
 		"reads", st.Reads.Load(), "writes", st.Writes.Load(), "flushes", st.Flushes.Load(), "merged", st.Merged.Load(),
-		"ata_errors", st.ATAErrors.Load(), "aoe_errors", st.AoEErrors.Load(), "io_errors", st.IOErrors.Load())
+		"ata_errors", st.ATAErrors.Load(), "aoe_errors", st.AoEErrors.Load(), "io_errors", st.IOErrors.Load(),
+		slog.Group("dropped", dropped(st)...))
 	return nil
+}
+
+// dropped lists the requests dropped without a reply, by reason.
+func dropped(st *target.Stats) []any {
+	var attrs []any
+	for v := target.Verdict(0); v < target.Verdict(len(st.Verdicts)); v++ {
+		if v != target.Reply {
+			attrs = append(attrs, v.String(), st.Verdicts[v].Load())
+		}
+	}
+	return attrs
 }
