@@ -38,6 +38,10 @@ func (h *Handler) ata(r *reply) int {
 	case aoe.ATACheckPowerMode:
 		a.SectorCount = 0xff // active or idle
 	case aoe.ATAFlushCache, aoe.ATAFlushCacheExt:
+		if r.unavailable {
+			fail(&a, aoe.ATAErrorABRT)
+			break
+		}
 		if r.nowait {
 			r.deferred = true
 			return 0
@@ -102,6 +106,10 @@ func (h *Handler) read(r *reply, q aoe.ATA, a *aoe.ATA, dst []byte) int {
 		fail(a, aoe.ATAErrorABRT)
 		return 0
 	}
+	if r.unavailable {
+		fail(a, aoe.ATAErrorUNC|aoe.ATAErrorABRT)
+		return 0
+	}
 	if r.stage {
 		if r.cache && h.nowait != nil {
 			if _, err := h.nowait.ReadAtNoWait(dst[:n], off); err == nil {
@@ -146,7 +154,7 @@ func (h *Handler) write(r *reply, q aoe.ATA, a *aoe.ATA) {
 		fail(a, aoe.ATAErrorABRT)
 		return
 	}
-	if h.store.ReadOnly() {
+	if h.store.ReadOnly() || r.unavailable {
 		fail(a, aoe.ATAErrorABRT)
 		return
 	}
@@ -227,7 +235,7 @@ const (
 // and returned in op for the caller to do (then complete). With cache set,
 // a read of cached data is served at once instead.
 func (h *Handler) stage(p Port, req, resp []byte, cache bool, op *ioOp) (int, Verdict, stageResult) {
-	n, v := h.handleOp(p, req, resp, true, op, cache)
+	n, v := h.handleOp(p, req, resp, true, op, cache, false)
 	switch v {
 	case deferred:
 		return 0, 0, stageDeferred

@@ -3,6 +3,8 @@ package target
 import (
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/mdlayher/packet"
@@ -30,9 +32,13 @@ type job struct {
 	next    *job  // the next job of a chain of adjacent staged I/Os
 	nchain  int   // jobs in the chain this job heads
 	ioErr   error // result of the staged I/O
-	span    span
-	deps    int    // conflicting earlier jobs not yet done
-	waiters []*job // later jobs waiting for this one
+
+	answered atomic.Bool // a reply was sent (by the worker, or by the watchdog)
+	since    int64       // when a worker or the committer took it (watch.mu)
+	overdue  bool        // the watchdog answered it (watch.mu)
+	span     span
+	deps     int    // conflicting earlier jobs not yet done
+	waiters  []*job // later jobs waiting for this one
 }
 
 // engine runs the requests of one port: a fixed pool of frame buffers,
@@ -49,6 +55,7 @@ type engine struct {
 	// commit carries durable writes from the workers to the committer.
 	commit     chan *job
 	commitDone sync.WaitGroup
+	watch      watchdog
 	errs       errLimiter
 }
 
@@ -99,6 +106,7 @@ func (e *engine) start() {
 	}
 	e.commitDone.Add(1)
 	go e.committer()
+	e.watch.start(e, e.p.s.cfg.IOTimeout)
 }
 
 // stop waits for the requests in progress to finish and stops the
@@ -109,6 +117,7 @@ func (e *engine) stop() {
 	e.workers.Wait()
 	close(e.commit)
 	e.commitDone.Wait()
+	e.watch.stop()
 }
 
 // ordered runs j once the earlier requests it conflicts with are done.
@@ -144,6 +153,9 @@ func newWorkerState() *workerState {
 // queue completes the reply of m, a staged request whose I/O (and flush)
 // ended with err, and queues it to be sent.
 func (w *workerState) queue(e *engine, m *job, err error) {
+	if !m.answered.CompareAndSwap(false, true) {
+		return // the watchdog answered it: the store was too slow
+	}
 	n, v := e.p.s.h.complete(m.resp, &m.op, err)
 	if w.conn != m.conn {
 		w.send(e)
@@ -177,12 +189,16 @@ func (e *engine) worker() {
 	w := newWorkerState()
 	for j := range e.work {
 		commit := false
+		e.watch.track(j)
 		if j.io {
 			commit = e.runChain(j, w)
 		} else {
 			rn, v := h.Handle(j.info, j.req[:j.n], j.resp)
-			e.reply(j, rn, v)
+			if j.answered.CompareAndSwap(false, true) {
+				e.reply(j, rn, v)
+			}
 		}
+		e.watch.untrack(j)
 		if j.ordered {
 			// A write is done, for the requests that wait for it, once
 			// it is in the store: they can no longer overtake it.
@@ -205,6 +221,7 @@ func (e *engine) release(j *job) {
 	for j != nil {
 		next := j.next
 		j.conn, j.next, j.io, j.nchain, j.ioErr = nil, nil, false, 0, nil
+		j.answered.Store(false)
 		j.op = ioOp{}
 		e.free <- j
 		j = next
@@ -270,7 +287,13 @@ func (e *engine) committer() {
 				break drain
 			}
 		}
+		for _, c := range batch {
+			e.watch.track(c)
+		}
 		ferr := h.flush()
+		for _, c := range batch {
+			e.watch.untrack(c)
+		}
 		for _, c := range batch {
 			for m := c; m != nil; m = m.next {
 				err := m.ioErr
@@ -399,6 +422,14 @@ func (r *reader) dispatch(j *job) {
 	h := e.p.s.h
 	req := j.req[:j.n]
 	k, sp := classify(req)
+	if k != kindInline && e.watch.stalled.Load() {
+		// The store is stalled: fail at once what needs it, so that
+		// the initiator (and md above it) sees the failure.
+		rn, v := h.HandleUnavailable(j.info, req, j.resp)
+		h.stats.StalledIO.Add(1)
+		r.reply(j, rn, v)
+		return
+	}
 	switch k {
 	case kindRead, kindWrite:
 		// A read may be served from the cache unless it must wait for
@@ -496,4 +527,123 @@ func (r *reader) release() {
 		r.e.free <- j
 	}
 	r.stash = r.stash[:0]
+}
+
+// watchdog answers requests whose I/O takes longer than a deadline with
+// the ATA error a failed I/O gets, so that the initiator fails them at
+// once (and md fails the leg) instead of retransmitting until it gives up
+// on the whole device; while such an I/O is outstanding the store counts
+// as stalled, and the reader fails new requests that need it at once. The
+// I/O itself cannot be cancelled: its buffers stay in use until it
+// returns, and its late result is dropped.
+type watchdog struct {
+	mu      sync.Mutex
+	busy    map[*job]struct{} // chains a worker or the committer is on
+	stalled atomic.Bool
+	timeout time.Duration
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func (w *watchdog) start(e *engine, timeout time.Duration) {
+	if timeout <= 0 {
+		return
+	}
+	w.timeout = timeout
+	w.busy = make(map[*job]struct{})
+	w.done = make(chan struct{})
+	w.wg.Add(1)
+	go w.run(e)
+}
+
+func (w *watchdog) stop() {
+	if w.done != nil {
+		close(w.done)
+		w.wg.Wait()
+	}
+}
+
+// track notes that the I/O of the chain j heads starts now.
+func (w *watchdog) track(j *job) {
+	if w.busy == nil {
+		return
+	}
+	w.mu.Lock()
+	j.since = time.Now().UnixNano()
+	j.overdue = false
+	w.busy[j] = struct{}{}
+	w.mu.Unlock()
+}
+
+// untrack notes that the I/O of the chain j heads is over.
+func (w *watchdog) untrack(j *job) {
+	if w.busy == nil {
+		return
+	}
+	w.mu.Lock()
+	delete(w.busy, j)
+	w.mu.Unlock()
+}
+
+func (w *watchdog) run(e *engine) {
+	defer w.wg.Done()
+	tick := min(max(w.timeout/4, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	h := e.p.s.h
+	buf := make([]byte, minFrameBuf)
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		was, stalled := w.stalled.Load(), false
+		answered := 0
+		w.mu.Lock()
+		for j := range w.busy {
+			if now-j.since < int64(w.timeout) {
+				continue
+			}
+			if !stalled {
+				// Before answering: a retry must fail at once.
+				stalled = true
+				w.stalled.Store(true)
+			}
+			if j.overdue {
+				continue
+			}
+			j.overdue = true
+			// The chain's requests are stable while tracked: answer
+			// them from their requests, into our own buffer.
+			for m := j; m != nil; m = m.next {
+				if !m.answered.CompareAndSwap(false, true) {
+					continue
+				}
+				n, v := h.HandleUnavailable(m.info, m.req[:m.n], buf[:cap(buf)])
+				h.stats.StalledIO.Add(1)
+				if v == Reply {
+					copy(m.dst.HardwareAddr, buf[0:6])
+					if _, err := m.conn.WriteTo(buf[:n], m.dst); err != nil && e.errs.allow() {
+						e.p.log.Warn("send failed", "err", err, "suppressed", e.errs.suppressed())
+					}
+				}
+				answered++
+			}
+		}
+		w.mu.Unlock()
+		w.stalled.Store(stalled)
+		if was != stalled {
+			if stalled {
+				e.p.log.Error("store stalled: an I/O has taken longer than the deadline; failing requests that need the store until it returns",
+					"deadline", w.timeout)
+			} else {
+				e.p.log.Warn("store answers again; serving requests")
+			}
+		}
+		if answered > 0 {
+			e.p.log.Warn("answered requests whose I/O passed the deadline with an error", "requests", answered, "deadline", w.timeout)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +17,107 @@ import (
 	"github.com/aoetarget/aoetarget/netconf"
 )
 
+// vethPair is a target socket and an initiator socket on the two ends of a
+// veth pair in two network namespaces, ready to carry frames.
+type vethPair struct {
+	t            *testing.T
+	tifi         *net.Interface
+	tconn, iconn *packet.Conn
+	tmac, imac   aoe.MAC
+}
+
+func newVethPair(t *testing.T) *vethPair {
+	netns.SkipUnlessRoot(t)
+	tns, ins := netns.New(t), netns.New(t)
+	tif, iif := netns.Veth(t, tns, ins, 1500)
+	tns.WaitRunning(t, tif)
+	ins.WaitRunning(t, iif)
+	v := &vethPair{t: t, tifi: tns.Interface(t, tif)}
+	iifi := ins.Interface(t, iif)
+	v.tmac, _ = aoe.MACFrom(v.tifi.HardwareAddr)
+	v.imac, _ = aoe.MACFrom(iifi.HardwareAddr)
+	if err := tns.Do(func() (err error) {
+		v.tconn, err = netconf.Listen(v.tifi, netconf.Config{Filter: netconf.Filter{Major: 1, Minor: 2}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ins.Do(func() (err error) {
+		v.iconn, err = netconf.Listen(iifi, netconf.Config{Filter: netconf.Filter{Responses: true, AnyAddress: true}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.iconn.Close() })
+	// The link drops frames until its queues are attached: probe until
+	// one gets through (a retry, not a timed expectation).
+	probe := configRequest(v.imac, aoe.ConfigRead, "")
+	for i := 0; ; i++ {
+		v.send(probe)
+		v.tconn.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		if _, _, err := v.tconn.ReadFrom(make([]byte, 1600)); err == nil {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("no frame got through the veth pair")
+		}
+	}
+	v.tconn.SetReadDeadline(time.Time{})
+	return v
+}
+
+// send sends request b (built by the test helpers, from hostA) from the
+// initiator's end, with the real addresses.
+func (v *vethPair) send(b []byte) {
+	v.t.Helper()
+	copy(b[0:6], v.tmac[:])
+	copy(b[6:12], v.imac[:])
+	if _, err := v.iconn.WriteTo(b, &packet.Addr{HardwareAddr: v.tifi.HardwareAddr}); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// serve runs h on the target's end until the test ends.
+func (v *vethPair) serve(h *Handler, cfg ServerConfig) {
+	cfg.Interfaces = []string{v.tifi.Name}
+	cfg.Lookup = func(string) (*net.Interface, error) { return v.tifi, nil }
+	cfg.Listen = func(*net.Interface, netconf.Config) (net.PacketConn, error) { return v.tconn, nil }
+	cfg.MonitorInterval = time.Hour
+	srv := NewServer(h, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	v.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			v.t.Error(err)
+		}
+	})
+}
+
+// reply returns the next ATA reply (skipping the announcement), waiting at
+// most d; ok is false if none came.
+func (v *vethPair) reply(d time.Duration) (f aoe.Frame, a aoe.ATA, ok bool) {
+	v.t.Helper()
+	buf := make([]byte, 1600)
+	v.iconn.SetReadDeadline(time.Now().Add(d))
+	for {
+		n, _, err := v.iconn.ReadFrom(buf)
+		if err != nil {
+			return aoe.Frame{}, aoe.ATA{}, false
+		}
+		f, err := aoe.ParseFrame(bytes.Clone(buf[:n]))
+		if err != nil || f.Header.Command != aoe.CommandATA {
+			continue
+		}
+		a, err := aoe.ParseATA(f.Arg)
+		if err != nil {
+			v.t.Fatalf("reply does not parse: %v", err)
+		}
+		return f, a, true
+	}
+}
+
 // TestEngineMergesAcrossSocket queues requests for adjacent sectors on a
 // real AF_PACKET socket (veth pair) before the server starts, so that its
 // first receive gets them in one batch: the engine must merge them into
@@ -23,51 +125,9 @@ import (
 // the requests whose own sectors fail. Writes must be durable (flushed)
 // before their replies.
 func TestEngineMergesAcrossSocket(t *testing.T) {
-	netns.SkipUnlessRoot(t)
-	tns, ins := netns.New(t), netns.New(t)
-	tif, iif := netns.Veth(t, tns, ins, 1500)
-	tns.WaitRunning(t, tif)
-	ins.WaitRunning(t, iif)
-	tifi, iifi := tns.Interface(t, tif), ins.Interface(t, iif)
-	tmac, _ := aoe.MACFrom(tifi.HardwareAddr)
-	imac, _ := aoe.MACFrom(iifi.HardwareAddr)
-
-	var tconn, iconn *packet.Conn
-	if err := tns.Do(func() (err error) {
-		tconn, err = netconf.Listen(tifi, netconf.Config{Filter: netconf.Filter{Major: 1, Minor: 2}})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ins.Do(func() (err error) {
-		iconn, err = netconf.Listen(iifi, netconf.Config{Filter: netconf.Filter{Responses: true, AnyAddress: true}})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer iconn.Close()
-	send := func(b []byte) {
-		t.Helper()
-		copy(b[0:6], tmac[:]) // the requests' Dst and Src
-		copy(b[6:12], imac[:])
-		if _, err := iconn.WriteTo(b, &packet.Addr{HardwareAddr: tifi.HardwareAddr}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The link drops frames until its queues are attached: probe until
-	// one gets through (a retry, not a timed expectation).
-	probe := configRequest(imac, aoe.ConfigRead, "")
-	for i := 0; ; i++ {
-		send(probe)
-		tconn.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-		if _, _, err := tconn.ReadFrom(make([]byte, 1600)); err == nil {
-			break
-		}
-		if i == 1000 {
-			t.Fatal("no frame got through the veth pair")
-		}
-	}
-	tconn.SetReadDeadline(time.Time{})
+	v := newVethPair(t)
+	imac := v.imac
+	send := v.send
 
 	mem := blockstore.NewMemory(testSectors)
 	orig := pattern(testSectors*512, 5)
@@ -97,37 +157,11 @@ func TestEngineMergesAcrossSocket(t *testing.T) {
 		send(ataRequest(imac, uint32(lba), aoe.ATA{Flags: aoe.ATAExtended, SectorCount: 2, CmdStatus: aoe.ATAReadSectorsExt, LBA: lba}))
 	}
 
-	srv := NewServer(h, ServerConfig{
-		Interfaces:      []string{tif},
-		Lookup:          func(string) (*net.Interface, error) { return tifi, nil },
-		Listen:          func(*net.Interface, netconf.Config) (net.PacketConn, error) { return tconn, nil },
-		MonitorInterval: time.Hour,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-
-	buf := make([]byte, 1600)
-	iconn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for got := 0; got < 14; {
-		n, _, err := iconn.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("after %d replies: %v", got, err)
-		}
-		f, err := aoe.ParseFrame(buf[:n])
-		if err != nil || f.Header.Command != aoe.CommandATA {
-			continue // the announcement
-		}
-		got++
-		a, err := aoe.ParseATA(f.Arg)
-		if err != nil {
-			t.Fatal(err)
+	v.serve(h, ServerConfig{})
+	for got := 0; got < 14; got++ {
+		f, a, ok := v.reply(10 * time.Second)
+		if !ok {
+			t.Fatalf("after %d replies: no more", got)
 		}
 		lba := f.Header.Tag
 		failed := a.CmdStatus&aoe.ATAStatusERR != 0
@@ -152,5 +186,103 @@ func TestEngineMergesAcrossSocket(t *testing.T) {
 		t.Errorf("%d requests merged into the I/O of the one before, want most of the 12 that could be", m)
 	} else {
 		t.Logf("%d of 12 requests merged", m)
+	}
+}
+
+// stallStore blocks every read and write while stalled is set, until
+// release is closed.
+type stallStore struct {
+	*blockstore.Memory
+	stalled atomic.Bool
+	release chan struct{}
+	blocked atomic.Int32
+}
+
+func (s *stallStore) wait() {
+	if s.stalled.Load() {
+		s.blocked.Add(1)
+		<-s.release
+	}
+}
+
+func (s *stallStore) ReadAt(p []byte, off int64) (int, error) {
+	s.wait()
+	return s.Memory.ReadAt(p, off)
+}
+
+func (s *stallStore) WriteAt(p []byte, off int64) (int, error) {
+	s.wait()
+	return s.Memory.WriteAt(p, off)
+}
+
+func (s *stallStore) Flush() error {
+	s.wait()
+	return s.Memory.Flush()
+}
+
+// TestEngineStalledStore stalls the store under a running server on a
+// real socket: the stalled request must be answered with an ATA error
+// once the I/O deadline passes (not left to the initiator's retransmits),
+// requests that need the store must then fail at once while requests that
+// do not are still answered, the stalled I/O's late result must not be
+// sent, and the export must serve again once the store returns.
+func TestEngineStalledStore(t *testing.T) {
+	v := newVethPair(t)
+	st := &stallStore{Memory: blockstore.NewMemory(testSectors), release: make(chan struct{})}
+	h, err := NewHandler(Config{Major: 1, Minor: 2}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.serve(h, ServerConfig{IOTimeout: 200 * time.Millisecond})
+	read := func(tag uint32, lba uint64) []byte {
+		return ataRequest(hostA, tag, aoe.ATA{Flags: aoe.ATAExtended, SectorCount: 2, CmdStatus: aoe.ATAReadSectorsExt, LBA: lba})
+	}
+	expect := func(tag uint32, wantErr bool) {
+		t.Helper()
+		f, a, ok := v.reply(10 * time.Second)
+		if !ok {
+			t.Fatalf("no reply to tag %d", tag)
+		}
+		if f.Header.Tag != tag || f.Header.Flags&aoe.FlagError != 0 || (a.CmdStatus&aoe.ATAStatusERR != 0) != wantErr {
+			t.Fatalf("reply tag %d flags %#x status %#x; want tag %d with ATA error %v", f.Header.Tag, f.Header.Flags, a.CmdStatus, tag, wantErr)
+		}
+	}
+	v.send(read(1, 0))
+	expect(1, false) // the store works
+
+	st.stalled.Store(true)
+	v.send(ataRequest(hostA, 2, aoe.ATA{Flags: aoe.ATAExtended | aoe.ATAWrite, SectorCount: 2, CmdStatus: aoe.ATAWriteSectorsExt, LBA: 4, Data: pattern(1024, 1)}))
+	expect(2, true) // past the deadline: an ATA error, not silence
+	if st.blocked.Load() == 0 {
+		t.Fatal("the write never reached the store")
+	}
+	v.send(read(3, 8))
+	expect(3, true) // stalled: fails at once
+	v.send(ataRequest(hostA, 4, aoe.ATA{SectorCount: 1, CmdStatus: aoe.ATAIdentifyDevice}))
+	expect(4, false) // needs no store
+	if n := h.Stats().StalledIO.Load(); n != 2 {
+		t.Errorf("StalledIO = %d, want 2", n)
+	}
+
+	st.stalled.Store(false)
+	close(st.release)
+	// The late write's reply must not be sent; the store serves again
+	// once the watchdog sees it back (a retry, not a timed expectation).
+	for tag := uint32(100); ; tag++ {
+		v.send(read(tag, 0))
+		f, a, ok := v.reply(10 * time.Second)
+		if !ok {
+			t.Fatal("no reply after the store came back")
+		}
+		if f.Header.Tag == 2 {
+			t.Fatal("the stalled write's late result was sent too")
+		}
+		if a.CmdStatus&aoe.ATAStatusERR == 0 {
+			break
+		}
+		if tag == 200 {
+			t.Fatal("the export never served again")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

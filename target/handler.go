@@ -141,6 +141,7 @@ type Stats struct {
 	WriteBytes  atomic.Uint64
 	Flushes     atomic.Uint64 // store flushes
 	Merged      atomic.Uint64 // reads and writes merged into the I/O of the request before them
+	StalledIO   atomic.Uint64 // requests failed because the store stalled past the I/O deadline
 	ATAErrors   atomic.Uint64 // ATA replies with the ERR bit
 	AoEErrors   atomic.Uint64 // replies with the E flag
 	IOErrors    atomic.Uint64 // store read/write/flush failures
@@ -328,14 +329,24 @@ func (h *Handler) finish(resp []byte, n int, v Verdict) (int, Verdict) {
 const MinFrameLen = 60
 
 func (h *Handler) handle(p Port, req, resp []byte, nowait bool) (int, Verdict) {
-	return h.handleOp(p, req, resp, nowait, nil, false)
+	return h.handleOp(p, req, resp, nowait, nil, false, false)
+}
+
+// HandleUnavailable is Handle for when the store cannot be used (it
+// stalls): requests that need the store (reads, writes, flushes) get the
+// ATA error a failed I/O gets, at once, without touching it; the others
+// are answered as usual.
+func (h *Handler) HandleUnavailable(p Port, req, resp []byte) (int, Verdict) {
+	n, v := h.handleOp(p, req, resp, false, nil, false, true)
+	return h.finish(resp, n, v)
 }
 
 // handleOp is handle; with op non-nil, reads and writes that need the
 // store are validated, their reply built as if they succeed, and left in
 // op with the staged verdict (reads served from the cache first if cache
 // is set).
-func (h *Handler) handleOp(p Port, req, resp []byte, nowait bool, op *ioOp, cache bool) (int, Verdict) {
+// With unavailable set, requests that need the store fail at once.
+func (h *Handler) handleOp(p Port, req, resp []byte, nowait bool, op *ioOp, cache, unavailable bool) (int, Verdict) {
 	f, err := aoe.ParseFrame(req)
 	if err != nil {
 		return 0, DropMalformed
@@ -352,7 +363,8 @@ func (h *Handler) handleOp(p Port, req, resp []byte, nowait bool, op *ioOp, cach
 	if !h.allowed(f.Src) {
 		return 0, DropMasked
 	}
-	r := reply{h: h, port: p, req: f, buf: resp, nowait: nowait || op != nil, stage: op != nil, cache: cache}
+	r := reply{h: h, port: p, req: f, buf: resp, nowait: nowait || op != nil, stage: op != nil, cache: cache,
+		unavailable: unavailable}
 	if f.Header.Version != aoe.Version {
 		return r.aoeError(aoe.ErrorUnsupportedVersion), Reply
 	}
@@ -405,6 +417,7 @@ type reply struct {
 	stage, cache bool
 	staged       bool // the request is in op
 	op           ioOp
+	unavailable  bool // the store stalls: fail what needs it (HandleUnavailable)
 }
 
 // headers appends the Ethernet and AoE headers of the reply, with the given

@@ -32,6 +32,14 @@ type ServerConfig struct {
 	// that miss the page cache, writes and flushes, so that many of them
 	// are in flight on the disk at once; 0 means the buffer count.
 	Workers int
+	// IOTimeout is the I/O deadline: a request whose read, write or
+	// flush takes longer is answered with an ATA error (the I/O goes on;
+	// its late result is dropped), and while it is outstanding the store
+	// counts as stalled: requests that need it fail at once. The Linux
+	// initiator then fails them instead of retransmitting until it gives
+	// up on the device (aoe_deadsecs, 60 s by default), so md can fail
+	// the leg. 0 means no deadline.
+	IOTimeout time.Duration
 	// MonitorInterval is how often each interface is checked for a new
 	// MTU, a link that came back up or an interface that was recreated; 0
 	// means 2 seconds.

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -42,6 +43,11 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Sprintf(format, args...)}
 }
 
+// DefaultIOTimeout is the default I/O deadline (--io-timeout): the Linux
+// SCSI layer's default command timeout, well under the Linux aoe
+// initiator's aoe_deadsecs (60 s), after which it fails the whole device.
+const DefaultIOTimeout = 30 * time.Second
+
 // options is the parsed command line.
 type options struct {
 	bufcnt     uint16
@@ -49,6 +55,7 @@ type options struct {
 	sync       bool
 	readOnly   bool
 	writeback  bool
+	ioTimeout  time.Duration
 	masks      []aoe.MAC
 	offset     int64
 	length     int64
@@ -82,6 +89,11 @@ aoetarget's options:
       --writeback       acknowledge writes before they are on stable
                         storage (faster; a power failure of this host can
                         lose writes the initiator counted as done)
+      --io-timeout D    answer a request whose read, write or flush takes
+                        longer than D with an ATA error, and fail requests
+                        that need the disk at once until it returns, so
+                        that the initiator (and md) fail them instead of
+                        retransmitting for a minute (default 30s; 0: never)
       --config-string S initial AoE config string (at most 1024 bytes)
       --log-format F    text (default) or json
       --log-level L     debug, info (default), warn or error
@@ -108,6 +120,7 @@ func parseArgs(args []string) (*options, error) {
 	fs.Int64VarP(&o.offset, "offset", "o", 0, "")
 	fs.Int64VarP(&o.length, "length", "l", 0, "")
 	fs.BoolVar(&o.writeback, "writeback", false, "")
+	fs.DurationVar(&o.ioTimeout, "io-timeout", DefaultIOTimeout, "")
 	fs.StringVar(&o.cstring, "config-string", "", "")
 	fs.StringVar(&o.logFormat, "log-format", "text", "")
 	level := fs.String("log-level", "info", "")
@@ -126,6 +139,9 @@ func parseArgs(args []string) (*options, error) {
 		return nil, usagef("-b %d: the buffer count must be at most 65535", *bufcnt)
 	}
 	o.bufcnt = uint16(*bufcnt)
+	if o.ioTimeout < 0 {
+		return nil, usagef("--io-timeout %v: must not be negative", o.ioTimeout)
+	}
 	if o.offset < 0 || o.length < 0 {
 		return nil, usagef("-o and -l must not be negative")
 	}
@@ -278,14 +294,14 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	log.Info("exporting", "file", o.filename, "sectors", store.Sectors(),
 		"offset", o.offset, "direct", o.direct, "sync", o.sync, "bufcnt", o.bufcnt,
-		"masks", len(o.masks), "writes", durability, "version", version)
-	srv := target.NewServer(h, target.ServerConfig{Interfaces: []string{o.netif}, Logger: log})
+		"masks", len(o.masks), "writes", durability, "io_timeout", o.ioTimeout, "version", version)
+	srv := target.NewServer(h, target.ServerConfig{Interfaces: []string{o.netif}, Logger: log, IOTimeout: o.ioTimeout})
 	if err := srv.Serve(ctx); err != nil {
 		return err
 	}
 	st := h.Stats()
 	log.Info("stopping", "replies", st.Verdicts[target.Reply].Load(),
-		"reads", st.Reads.Load(), "writes", st.Writes.Load(), "flushes", st.Flushes.Load(), "merged", st.Merged.Load(),
+		"reads", st.Reads.Load(), "writes", st.Writes.Load(), "flushes", st.Flushes.Load(), "merged", st.Merged.Load(), "stalled_io", st.StalledIO.Load(),
 		"ata_errors", st.ATAErrors.Load(), "aoe_errors", st.AoEErrors.Load(), "io_errors", st.IOErrors.Load(),
 		slog.Group("dropped", dropped(st)...))
 	return nil

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -32,6 +33,8 @@ func TestParseArgs(t *testing.T) {
 		{"long names", "--bufcnt=4 --direct --sync --read-only --mac 00:11:22:aa:bb:cc --offset 1 --length 2 1 1 e f",
 			options{bufcnt: 4, direct: true, sync: true, readOnly: true, masks: []aoe.MAC{mac1}, offset: 1, length: 2, shelf: 1, slot: 1, netif: "e", filename: "f"}},
 		{"writeback", "--writeback 1 1 e f", options{bufcnt: 16, writeback: true, shelf: 1, slot: 1, netif: "e", filename: "f"}},
+		{"io timeout", "--io-timeout 5s 1 1 e f", options{bufcnt: 16, ioTimeout: 5 * time.Second, shelf: 1, slot: 1, netif: "e", filename: "f"}},
+		{"no io timeout", "--io-timeout=0 1 1 e f", options{bufcnt: 16, ioTimeout: -1, shelf: 1, slot: 1, netif: "e", filename: "f"}},
 		{"help", "--help", options{help: true}},
 		{"version", "--version", options{vers: true}},
 	}
@@ -42,6 +45,12 @@ func TestParseArgs(t *testing.T) {
 				t.Fatal(err)
 			}
 			o.logFormat, o.logLevel = "", 0
+			switch o.ioTimeout { // the default is left out of the table
+			case DefaultIOTimeout:
+				o.ioTimeout = 0
+			case 0:
+				o.ioTimeout = -1
+			}
 			if diff := cmp.Diff(&tt.want, o, cmp.AllowUnexported(options{})); diff != "" {
 				t.Fatalf("(-want +got):\n%s", diff)
 			}
@@ -62,6 +71,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{"x 0 e f", "0 to 65534"},
 		{"4095 0 e f", "Linux initiator ignores it"},
 		{"1 255 e f", "0 to 254"},
+		{"--io-timeout=-1s 1 1 e f", "must not be negative"},
+		{"--io-timeout=soon 1 1 e f", "invalid argument"},
 		{"1 -- e f", "need 4 arguments"},
 		{"-b 1 1 1 e f", "at least 2"},
 		{"-b 0 1 1 e f", "at least 2"},
