@@ -40,6 +40,10 @@ var (
 	// size). Open the file without Direct instead.
 	ErrNoDirect = errors.New("O_DIRECT on 512-byte sectors is not supported")
 
+	// ErrInUse reports that Open found the file locked by another
+	// process (see Open) or the block device in use.
+	ErrInUse = errors.New("in use")
+
 	// ErrClosed reports an operation on a closed store. It is os.ErrClosed.
 	ErrClosed = os.ErrClosed
 )

@@ -77,7 +77,11 @@ type File struct {
 //
 // Block devices are opened O_EXCL, so a device that is mounted, claimed by md
 // or device-mapper, or held open exclusively by someone else (including
-// another Open) is refused with an error wrapping EBUSY. The size of a block
+// another Open) is refused with an error wrapping EBUSY and ErrInUse. A
+// regular file is locked with flock(2), exclusively when writable, shared
+// when read-only: a file another writable Open (in any process) holds, or
+// a file to open writable that another Open holds at all, is refused with
+// ErrInUse. The size of a block
 // device comes from the BLKGETSIZE64 ioctl, that of a regular file from
 // fstat; either is rounded down to whole sectors. A file under one sector
 // fails with ErrTooSmall; a negative Offset or Length, or a window past the
@@ -113,11 +117,17 @@ func Open(path string, opts Options) (*File, error) {
 	if err != nil {
 		switch {
 		case blk && errors.Is(err, unix.EBUSY):
-			return nil, fmt.Errorf("blockstore: %s is in use (mounted, an md/LVM/dm member, or opened exclusively by another process): %w", path, err)
+			return nil, fmt.Errorf("blockstore: %s is in use (mounted, an md/LVM/dm member, or opened exclusively by another process): %w: %w", path, ErrInUse, err)
 		case opts.Direct && errors.Is(err, unix.EINVAL):
 			return nil, fmt.Errorf("blockstore: %s: the filesystem does not support O_DIRECT (drop the direct option): %w: %w", path, ErrNoDirect, err)
 		}
 		return nil, fmt.Errorf("blockstore: %w", err)
+	}
+	if !blk {
+		if err := lock(osf, path, opts.ReadOnly); err != nil {
+			osf.Close()
+			return nil, err
+		}
 	}
 	f, err := setup(osf, path, fi, blk, opts)
 	if err != nil {
@@ -125,6 +135,29 @@ func Open(path string, opts Options) (*File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// lock takes an advisory lock on a regular file (flock(2)): exclusive to
+// write it, shared to read it, so that two writable exports of one file,
+// or a writable and a read-only one, cannot run at once. The lock goes
+// with the descriptor. (A block device is opened O_EXCL instead.)
+func lock(osf *os.File, path string, readOnly bool) error {
+	how := unix.LOCK_EX
+	if readOnly {
+		how = unix.LOCK_SH
+	}
+	raw, err := osf.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("blockstore: %s: %w", path, err)
+	}
+	err = control(raw, func(fd int) error { return unix.Flock(fd, how|unix.LOCK_NB) })
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return fmt.Errorf("blockstore: %s is in use: another process holds a lock on it (another export?): %w", path, ErrInUse)
+	}
+	if err != nil && !errors.Is(err, unix.ENOLCK) && !errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("blockstore: %s: flock: %w", path, err)
+	}
+	return nil
 }
 
 // kind reports whether fi is a block device, and refuses anything that is

@@ -7,10 +7,12 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -734,4 +736,56 @@ func BenchmarkReadAt4K(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestExclusive checks that a regular file cannot be exported writable
+// twice, nor writable and read-only at once, by this process or another;
+// read-only exports may share it, and closing releases it.
+func TestExclusive(t *testing.T) {
+	path := tempFile(t, make([]byte, 8*512))
+	tests := []struct {
+		first, second bool // read-only
+		ok            bool
+	}{
+		{false, false, false},
+		{false, true, false},
+		{true, false, false},
+		{true, true, true},
+	}
+	for _, tt := range tests {
+		a, err := Open(path, Options{ReadOnly: tt.first})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Open(path, Options{ReadOnly: tt.second})
+		if tt.ok != (err == nil) || (err != nil && !errors.Is(err, ErrInUse)) {
+			t.Errorf("read-only %v then %v: second Open: %v, want ok %v (or ErrInUse)", tt.first, tt.second, err, tt.ok)
+		}
+		if err == nil {
+			b.Close()
+		}
+		a.Close()
+	}
+	// Another process (flock(1) from util-linux) holding the lock.
+	if _, err := exec.LookPath("flock"); err != nil {
+		t.Skip("flock(1) not installed")
+	}
+	cmd := exec.Command("flock", "--exclusive", path, "sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for i := 0; ; i++ {
+		f, err := Open(path, Options{ReadOnly: true})
+		if errors.Is(err, ErrInUse) {
+			break
+		}
+		if err == nil {
+			f.Close()
+		}
+		if i == 500 {
+			t.Fatal("Open never saw the other process's lock")
+		}
+		time.Sleep(10 * time.Millisecond) // until flock(1) has its lock
+	}
 }

@@ -109,7 +109,7 @@ func TestVectorShortAndClosed(t *testing.T) {
 			if !bytes.Equal(bytes.Join(bufs, nil)[:n], pattern(16*512, 2)[:n]) {
 				t.Error("short read returned wrong bytes")
 			}
-			ro := mustOpen(t, path, Options{ReadOnly: true})
+			ro := mustOpen(t, tempFile(t, make([]byte, 4096)), Options{ReadOnly: true})
 			if _, err := ro.WritevAt(bufs, 0); !errors.Is(err, ErrReadOnly) {
 				t.Errorf("WritevAt on a read-only store: %v, want ErrReadOnly", err)
 			}

@@ -54,6 +54,7 @@ func TestMain(m *testing.M) {
 type impl struct {
 	name   string
 	vblade bool
+	wrap   []string // a command that runs the target, e.g. setpriv
 }
 
 var (
@@ -186,7 +187,11 @@ func (l *lab) startAddr(i impl, file string, shelf, slot int, flags ...string) *
 	t := l.t
 	args := append(flags, fmt.Sprint(shelf), fmt.Sprint(slot), l.tif, file)
 	p := &proc{out: &netns.Output{}, done: make(chan error, 1)}
-	p.cmd = l.tgt.Command(context.Background(), i.path(t), args...)
+	if len(i.wrap) > 0 {
+		p.cmd = l.tgt.Command(context.Background(), i.wrap[0], append(append(i.wrap[1:len(i.wrap):len(i.wrap)], i.path(t)), args...)...)
+	} else {
+		p.cmd = l.tgt.Command(context.Background(), i.path(t), args...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
