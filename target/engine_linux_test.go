@@ -286,3 +286,84 @@ func TestEngineStalledStore(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// markedSlowStore makes every write whose data starts with 0xee slow,
+// outside the store's lock.
+type markedSlowStore struct{ *blockstore.Memory }
+
+func (s markedSlowStore) WriteAt(p []byte, off int64) (int, error) {
+	if len(p) > 0 && p[0] == 0xee {
+		time.Sleep(time.Millisecond)
+	}
+	return s.Memory.WriteAt(p, off)
+}
+
+// TestEngineOrderingAcrossSocket sends, in bursts over a real socket,
+// rounds of writes to the same sectors, with writes to other sectors in
+// between, to a server with many workers: an old write the store makes
+// slow and a newer one (the newer must land last); or an old write, a
+// newer one the store makes slow, and a late duplicate of the old one
+// under a new tag, as the Linux initiator's retransmit sends it (the
+// duplicate, the last to arrive, must land last). Overlapping writes must
+// be applied in arrival order.
+func TestEngineOrderingAcrossSocket(t *testing.T) {
+	v := newVethPair(t)
+	mem := blockstore.NewMemory(testSectors)
+	h, err := NewHandler(Config{Major: 1, Minor: 2, BufferCount: 64}, markedSlowStore{mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.serve(h, ServerConfig{})
+	const rounds, ranges = 60, 12
+	want := make(map[uint64][]byte)
+	tag := uint32(0)
+	sent := 0
+	write := func(lba uint64, data []byte) {
+		tag++
+		v.send(ataRequest(hostA, tag, aoe.ATA{Flags: aoe.ATAExtended | aoe.ATAWrite, SectorCount: 2,
+			CmdStatus: aoe.ATAWriteSectorsExt, LBA: lba, Data: data}))
+		sent++
+	}
+	for r := range rounds {
+		lba := uint64(r%ranges) * 4
+		old := pattern(1024, byte(r))
+		newer := pattern(1024, byte(r+100))
+		old[0], newer[0] = 0x11, 0x22
+		if r%2 == 0 {
+			// The old write is slow: the newer one must still land last.
+			old[0] = 0xee
+			write(lba, old)
+			write(512+lba, pattern(1024, byte(r+50))) // elsewhere, in between
+			write(lba, newer)
+			want[lba] = newer
+		} else {
+			// The newer write is slow: the late duplicate of the old one,
+			// which arrives last, must land last.
+			newer[0] = 0xee
+			write(lba, old)
+			write(lba, newer)
+			write(512+lba, pattern(1024, byte(r+50)))
+			write(lba, old)
+			want[lba] = old
+		}
+		if sent >= 24 { // let replies drain now and then: the burst must fit the buffers
+			for range sent {
+				if _, a, ok := v.reply(10 * time.Second); !ok || a.CmdStatus&aoe.ATAStatusERR != 0 {
+					t.Fatalf("write failed or unanswered (status %#x)", a.CmdStatus)
+				}
+			}
+			sent = 0
+		}
+	}
+	for range sent {
+		if _, _, ok := v.reply(10 * time.Second); !ok {
+			t.Fatal("a write was not answered")
+		}
+	}
+	got := mem.Bytes()
+	for lba, w := range want {
+		if !bytes.Equal(got[lba*512:lba*512+1024], w) {
+			t.Errorf("sectors %d-%d do not hold the last write to arrive", lba, lba+1)
+		}
+	}
+}
