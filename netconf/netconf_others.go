@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"syscall"
 
 	"github.com/mdlayher/packet"
 )
@@ -41,3 +42,6 @@ func (w *LinkWatcher) Next(ctx context.Context) (LinkEvent, error) {
 
 // Close returns an error: rtnetlink exists only on Linux.
 func (w *LinkWatcher) Close() error { return errUnimplemented }
+
+// Fanout returns an error: PACKET_FANOUT exists only on Linux.
+func Fanout(conns []syscall.Conn) error { return errUnimplemented }

@@ -347,8 +347,10 @@ type reader struct {
 // maxChain bounds the requests merged into one I/O.
 const maxChain = 32
 
-func newReader(e *engine) *reader {
-	batch := max(1, min(maxBatch, cap(e.free)/2))
+// newReader returns the state of one of the port's queues receive loops:
+// together their batches take at most half the pool.
+func newReader(e *engine, queues int) *reader {
+	batch := max(1, min(maxBatch, cap(e.free)/(2*queues)))
 	return &reader{
 		e:     e,
 		batch: batch,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/packet"
@@ -40,6 +41,11 @@ type ServerConfig struct {
 	// up on the device (aoe_deadsecs, 60 s by default), so md can fail
 	// the leg. 0 means no deadline.
 	IOTimeout time.Duration
+	// Queues is the number of receive loops per interface, each on its
+	// own socket of a PACKET_FANOUT group that steers requests by the
+	// region of their first sector (see netconf.FanoutProgram), so that
+	// the receive path can use several cores; 0 or 1 means one.
+	Queues int
 	// MonitorInterval is how often each interface is checked for a new
 	// MTU, a link that came back up or an interface that was recreated; 0
 	// means 2 seconds.
@@ -128,6 +134,8 @@ type port struct {
 
 	mu    sync.Mutex // guards the fields below
 	conn  net.PacketConn
+	extra []net.PacketConn // the other receive queues' sockets (fanout)
+	gen   int              // incremented whenever the sockets are reopened
 	ifi   *net.Interface
 	info  Port
 	up    bool
@@ -162,15 +170,87 @@ func (p *port) open() error {
 	if err != nil {
 		return fmt.Errorf("target: listen on %s: %w", p.name, err)
 	}
+	extra := p.openQueues(conn, ifi, cfg)
 	p.mu.Lock()
+	old := p.extra
+	p.extra = extra
+	p.gen++
 	p.conn, p.ifi = conn, ifi
 	p.info = Port{MAC: mac, MTU: ifi.MTU}
 	p.up = ifi.Flags&net.FlagUp != 0
 	p.reopn = false
 	p.mu.Unlock()
+	for _, c := range old {
+		c.Close() // their loops wait for the new ones
+	}
 	p.log.Info("listening", "mac", mac.String(), "mtu", ifi.MTU,
-		"sectors_per_frame", MaxSectors(ifi.MTU))
+		"sectors_per_frame", MaxSectors(ifi.MTU), "queues", 1+len(extra))
 	return nil
+}
+
+// openQueues opens the sockets of receive queues 2 and up and joins them
+// with conn into a fanout group. If that fails, it logs why and returns
+// none: the port serves with one queue.
+func (p *port) openQueues(conn net.PacketConn, ifi *net.Interface, cfg netconf.Config) []net.PacketConn {
+	n := p.s.cfg.Queues
+	if n <= 1 {
+		return nil
+	}
+	conns := []net.PacketConn{conn}
+	fail := func(err error) []net.PacketConn {
+		for _, c := range conns[1:] {
+			c.Close()
+		}
+		p.log.Warn("serving with one receive queue", "queues", n, "err", err)
+		return nil
+	}
+	for len(conns) < n {
+		c, err := p.s.cfg.Listen(ifi, cfg)
+		if err != nil {
+			return fail(err)
+		}
+		conns = append(conns, c)
+	}
+	sc := make([]syscall.Conn, len(conns))
+	for i, c := range conns {
+		var ok bool
+		if sc[i], ok = c.(syscall.Conn); !ok {
+			return fail(fmt.Errorf("socket %T has no file descriptor", c))
+		}
+	}
+	if err := netconf.Fanout(sc); err != nil {
+		return fail(err)
+	}
+	return conns[1:]
+}
+
+// queue returns the socket of receive queue q (1 and up), nil if it is not
+// open, and the generation of the sockets.
+func (p *port) queue(q int) (net.PacketConn, Port, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if q-1 < len(p.extra) {
+		return p.extra[q-1], p.info, p.gen
+	}
+	return nil, p.info, p.gen
+}
+
+// waitGen waits, at most a second, until the sockets are reopened
+// (their generation is no longer gen).
+func (p *port) waitGen(ctx context.Context, gen int) {
+	for range 20 {
+		p.mu.Lock()
+		g := p.gen
+		p.mu.Unlock()
+		if g != gen {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (p *port) state() (net.PacketConn, Port) {
@@ -185,14 +265,20 @@ func (p *port) close() {
 	if p.conn != nil {
 		p.conn.Close()
 	}
+	for _, c := range p.extra {
+		c.Close()
+	}
 }
 
-// interrupt unblocks a pending read.
+// interrupt unblocks the pending reads.
 func (p *port) interrupt() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn != nil {
 		p.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	for _, c := range p.extra {
+		c.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -218,7 +304,13 @@ func (p *port) serve(ctx context.Context) {
 	e := newEngine(p)
 	e.start()
 	defer e.stop()
-	r := newReader(e)
+	var queues sync.WaitGroup
+	defer queues.Wait()
+	for q := 1; q < max(1, p.s.cfg.Queues); q++ {
+		queues.Add(1)
+		go func() { defer queues.Done(); p.serveQueue(ctx, e, q) }()
+	}
+	r := newReader(e, max(1, p.s.cfg.Queues))
 	defer r.release()
 	var errs errLimiter
 	for ctx.Err() == nil {
@@ -236,6 +328,39 @@ func (p *port) serve(ctx context.Context) {
 				return
 			}
 			p.readError(ctx, err, &errs)
+			continue
+		}
+		for _, j := range r.stash[:n] {
+			j.conn, j.info = conn, info
+			r.dispatch(j)
+		}
+		r.flush()
+	}
+}
+
+// serveQueue is the receive loop of receive queue q (1 and up) of a port
+// with several (fanout): as serve, on the queue's socket. It leaves
+// reopening sockets to serve (queue 0), and picks up the new ones.
+func (p *port) serveQueue(ctx context.Context, e *engine, q int) {
+	r := newReader(e, p.s.cfg.Queues)
+	defer r.release()
+	for ctx.Err() == nil {
+		conn, info, gen := p.queue(q)
+		if conn == nil {
+			r.closeChain()
+			p.waitGen(ctx, gen)
+			continue
+		}
+		n, err := r.recv(conn, r.head == nil)
+		if err == nil && n == 0 {
+			r.closeChain()
+			continue
+		}
+		if err != nil {
+			r.closeChain()
+			if ctx.Err() == nil {
+				p.waitGen(ctx, gen) // a closed or failing socket: serve reopens it
+			}
 			continue
 		}
 		for _, j := range r.stash[:n] {

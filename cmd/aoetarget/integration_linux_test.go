@@ -967,3 +967,25 @@ func TestIntegrationShrink(t *testing.T) {
 	default:
 	}
 }
+
+// TestIntegrationQueues runs the binary with three receive queues (a
+// PACKET_FANOUT group) and moves a MiB through it.
+func TestIntegrationQueues(t *testing.T) {
+	l := newLab(t, 1500)
+	file := image(t, 8192, 0)
+	p := l.start(ours, file, "--queues", "3")
+	tg := l.target()
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	ctx := ctxT(t, 30*time.Second)
+	if err := l.client.WriteAt(ctx, tg, data, 3); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if err := l.client.ReadAt(ctx, tg, got, 3); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	if !strings.Contains(p.out.String(), "queues=3") {
+		t.Fatalf("the target did not report three queues:\n%s", p.out.String())
+	}
+}

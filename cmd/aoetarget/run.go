@@ -56,6 +56,7 @@ type options struct {
 	readOnly   bool
 	writeback  bool
 	ioTimeout  time.Duration
+	queues     int
 	masks      []aoe.MAC
 	offset     int64
 	length     int64
@@ -94,6 +95,10 @@ aoetarget's options:
                         that need the disk at once until it returns, so
                         that the initiator (and md) fail them instead of
                         retransmitting for a minute (default 30s; 0: never)
+      --queues N        receive loops on the interface, each on its own
+                        socket of a PACKET_FANOUT group that splits the
+                        requests by disk region, to use N cores on the
+                        receive path (default 1)
       --config-string S initial AoE config string (at most 1024 bytes)
       --log-format F    text (default) or json
       --log-level L     debug, info (default), warn or error
@@ -121,6 +126,7 @@ func parseArgs(args []string) (*options, error) {
 	fs.Int64VarP(&o.length, "length", "l", 0, "")
 	fs.BoolVar(&o.writeback, "writeback", false, "")
 	fs.DurationVar(&o.ioTimeout, "io-timeout", DefaultIOTimeout, "")
+	fs.IntVar(&o.queues, "queues", 1, "")
 	fs.StringVar(&o.cstring, "config-string", "", "")
 	fs.StringVar(&o.logFormat, "log-format", "text", "")
 	level := fs.String("log-level", "info", "")
@@ -139,6 +145,9 @@ func parseArgs(args []string) (*options, error) {
 		return nil, usagef("-b %d: the buffer count must be at most 65535", *bufcnt)
 	}
 	o.bufcnt = uint16(*bufcnt)
+	if o.queues < 1 || o.queues > 64 {
+		return nil, usagef("--queues %d: must be from 1 to 64", o.queues)
+	}
 	if o.ioTimeout < 0 {
 		return nil, usagef("--io-timeout %v: must not be negative", o.ioTimeout)
 	}
@@ -294,8 +303,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	log.Info("exporting", "file", o.filename, "sectors", store.Sectors(),
 		"offset", o.offset, "direct", o.direct, "sync", o.sync, "bufcnt", o.bufcnt,
-		"masks", len(o.masks), "writes", durability, "io_timeout", o.ioTimeout, "version", version)
-	srv := target.NewServer(h, target.ServerConfig{Interfaces: []string{o.netif}, Logger: log, IOTimeout: o.ioTimeout})
+		"masks", len(o.masks), "writes", durability, "io_timeout", o.ioTimeout, "queues", o.queues, "version", version)
+	srv := target.NewServer(h, target.ServerConfig{Interfaces: []string{o.netif}, Logger: log, IOTimeout: o.ioTimeout, Queues: o.queues})
 	if err := srv.Serve(ctx); err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ func TestParseArgs(t *testing.T) {
 		{"writeback", "--writeback 1 1 e f", options{bufcnt: 16, writeback: true, shelf: 1, slot: 1, netif: "e", filename: "f"}},
 		{"io timeout", "--io-timeout 5s 1 1 e f", options{bufcnt: 16, ioTimeout: 5 * time.Second, shelf: 1, slot: 1, netif: "e", filename: "f"}},
 		{"no io timeout", "--io-timeout=0 1 1 e f", options{bufcnt: 16, ioTimeout: -1, shelf: 1, slot: 1, netif: "e", filename: "f"}},
+		{"queues", "--queues 4 1 1 e f", options{bufcnt: 16, queues: 4, shelf: 1, slot: 1, netif: "e", filename: "f"}},
 		{"help", "--help", options{help: true}},
 		{"version", "--version", options{vers: true}},
 	}
@@ -45,6 +46,9 @@ func TestParseArgs(t *testing.T) {
 				t.Fatal(err)
 			}
 			o.logFormat, o.logLevel = "", 0
+			if o.queues == 1 { // the default is left out of the table
+				o.queues = 0
+			}
 			switch o.ioTimeout { // the default is left out of the table
 			case DefaultIOTimeout:
 				o.ioTimeout = 0
@@ -72,6 +76,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{"4095 0 e f", "Linux initiator ignores it"},
 		{"1 255 e f", "0 to 254"},
 		{"--io-timeout=-1s 1 1 e f", "must not be negative"},
+		{"--queues 0 1 1 e f", "from 1 to 64"},
 		{"--io-timeout=soon 1 1 e f", "invalid argument"},
 		{"1 -- e f", "need 4 arguments"},
 		{"-b 1 1 1 e f", "at least 2"},
