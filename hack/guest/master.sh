@@ -365,3 +365,129 @@ aoe_errors() {
 	fi
 	echo "no AoE protocol errors in the kernel log"
 }
+
+# --- power cut (--replicas vm): a writer on a raw AoE disk whose replica VM
+# loses power; the host checks the replica's image after every cut.
+
+# pc_block SEQ LBA prints the 4 KiB block the power-cut writer writes for
+# write number SEQ at sector LBA: eight 512-byte lines naming the write and
+# each sector, so that a stale, torn or misplaced sector is recognised.
+# hack/lab prints the same bytes on the host.
+pc_block() {
+	for _k in 0 1 2 3 4 5 6 7; do
+		printf '%-511s\n' "aoet power cut: write $1, sector $(($2 + _k))"
+	done
+}
+
+# pc_writer_start DEV FIRST COUNT: start a background writer that writes
+# block SEQ (pc_block) at sector FIRST + 8 * SEQ of the raw AoE disk DEV,
+# for SEQ = 0..COUNT-1, one write at a time with O_DIRECT (the aoe driver has
+# no write cache: a completed write is a write the target acknowledged), and
+# appends SEQ to /tmp/pc.acked after each completed write.
+pc_writer_start() {
+	_d=$1 _first=$2 _count=$3
+	rm -f /tmp/pc.stop /tmp/pc.rc
+	: >/tmp/pc.acked
+	(
+		_s=0
+		while [ $_s -lt "$_count" ] && [ ! -e /tmp/pc.stop ]; do
+			_l=$((_first + 8 * _s))
+			pc_block $_s $_l >/tmp/pc.blk
+			if ! dd if=/tmp/pc.blk of="/dev/etherd/$_d" bs=4096 seek=$((_l / 8)) oflag=direct conv=notrunc 2>>/tmp/pc.log; then
+				echo "write $_s (sector $_l) failed" >>/tmp/pc.log
+				echo 1 >/tmp/pc.rc
+				exit 1
+			fi
+			echo $_s >>/tmp/pc.acked
+			_s=$((_s + 1))
+		done
+		echo 0 >/tmp/pc.rc
+	) </dev/null >>/tmp/pc.log 2>&1 &
+	wait_for 60 "first write of the power-cut writer" test -s /tmp/pc.acked || {
+		stuck
+		die "power-cut writer made no progress"
+	}
+	echo "power-cut writer on $_d: 4 KiB blocks from sector $_first, at most $_count"
+}
+
+pc_count() { wc -l </tmp/pc.acked; }
+pc_reached() { [ "$(pc_count)" -ge "$1" ] || [ -e /tmp/pc.rc ]; }
+
+# pc_wait N SECONDS: wait until the writer has completed N more writes (or
+# has written all its blocks).
+pc_wait() {
+	_want=$(($(pc_count) + $1))
+	wait_for "$2" "$1 more writes from the power-cut writer" pc_reached $_want || {
+		stuck
+		die "power-cut writer stalled"
+	}
+	if [ "$(cat /tmp/pc.rc 2>/dev/null)" = 1 ]; then
+		cat /tmp/pc.log
+		die "power-cut writer failed"
+	fi
+	echo "power-cut writer: $(pc_count) writes completed"
+}
+
+# pc_acked DEV prints "ACKED N INFLIGHT M": the writes completed so far (the
+# writer is sequential: writes 0..N-1) and DEV's requests in flight.
+pc_acked() {
+	echo "ACKED $(pc_count) INFLIGHT $(awk -v d="etherd/$1" '$3 == d { print $12 }' /proc/diskstats)"
+}
+
+# pc_stop SECONDS: stop the writer; prints "ACKED N".
+pc_stop() {
+	touch /tmp/pc.stop
+	wait_for "$1" "end of the power-cut writer" test -e /tmp/pc.rc || {
+		stuck
+		die "power-cut writer blocked"
+	}
+	[ "$(cat /tmp/pc.rc)" = 0 ] || {
+		cat /tmp/pc.log
+		die "power-cut writer failed"
+	}
+	echo "ACKED $(pc_count)"
+}
+
+# --- disk failure: the replica's store fails writes (the host made its
+# filesystem full); md must notice at once, not after aoe_deadsecs.
+
+# md_badblocks DEV prints md's bad block list of member DEV (empty: none).
+md_badblocks() { cat "$MDSYS/dev-etherd!$1/bad_blocks" 2>/dev/null; }
+
+# md_noticed DEV: md has failed DEV, or recorded bad blocks on it.
+md_noticed() { md_faulty "$1" || [ -n "$(md_badblocks "$1")" ]; }
+
+# md_disk_fail DEV NAME FIRST COUNT SECONDS: write data set NAME (COUNT 1 MiB
+# chunks at chunk FIRST of md0, a region whose writes fail on DEV) and watch
+# how md reacts; prints "FAULTY T" (md failed DEV T seconds after the first
+# write) or "BADBLOCKS T" (md recorded bad blocks on DEV and keeps it), then
+# the state of md0, DEV's bad blocks and the kernel's messages.
+md_disk_fail() {
+	_d=$1 _name=$2 _first=$3 _count=$4 _to=$5
+	rm -f /tmp/dsw.rc
+	_t0=$(now)
+	(ds_write "$_name" "$_first" "$_count" >/tmp/dsw.out 2>&1; echo $? >/tmp/dsw.rc) </dev/null &
+	wait_for "$_to" "failure or bad blocks of $_d in md0" md_noticed "$_d" || {
+		md_show
+		stuck
+		return 1
+	}
+	_t=$(since "$_t0")
+	wait_for "$_to" "end of the writes of data set $_name" test -e /tmp/dsw.rc || {
+		md_show
+		stuck
+		return 1
+	}
+	cat /tmp/dsw.out
+	[ "$(cat /tmp/dsw.rc)" = 0 ] || die "writes to md0 failed"
+	if md_faulty "$_d"; then echo "FAULTY $_t"; else echo "BADBLOCKS $_t"; fi
+	md_show
+	echo "bad blocks of $_d: $(md_badblocks "$_d" | tr '\n' ' ')"
+	dmesg | grep -E 'aoe: ata error|md/raid1:md0|md: ' | tail -n 6
+}
+
+# md_fail DEV: mark DEV faulty (mdadm --fail).
+md_fail() {
+	mdadm $MD --fail "/dev/etherd/$1" 2>&1 || die "mdadm --fail failed"
+	wait_for 10 "failure of $1" md_faulty "$1" || die "md0 did not fail $1"
+}
