@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,6 +259,10 @@ func TestStoreErrors(t *testing.T) {
 	}{
 		{"read error", func(m *blockstore.Memory) { m.SetReadErr(eio) }, read},
 		{"write error", func(m *blockstore.Memory) { m.SetWriteErr(eio) }, write},
+		{"EIO on read", func(m *blockstore.Memory) { m.SetReadErr(syscall.EIO) }, read},
+		{"short read (file shrank)", func(m *blockstore.Memory) { m.SetReadErr(io.ErrUnexpectedEOF) }, read},
+		{"ENOSPC on write", func(m *blockstore.Memory) { m.SetWriteErr(syscall.ENOSPC) }, write},
+		{"EIO on write", func(m *blockstore.Memory) { m.SetWriteErr(syscall.EIO) }, write},
 		{"flush error fails the write", func(m *blockstore.Memory) { m.SetFlushErr(eio) }, write},
 		{"flush error", func(m *blockstore.Memory) { m.SetFlushErr(eio) }, flush},
 	}
@@ -267,6 +273,13 @@ func TestStoreErrors(t *testing.T) {
 			r, f := doATA(t, h, port1500, hostA, tt.ata)
 			if r.CmdStatus&aoe.ATAStatusERR == 0 || f.Header.Flags&aoe.FlagError != 0 {
 				t.Fatalf("status %#x flags %#x: want an ATA error, not an AoE error", r.CmdStatus, f.Header.Flags)
+			}
+			wantErr := uint8(aoe.ATAErrorABRT) // command aborted
+			if tt.ata.CmdStatus == aoe.ATAReadSectorsExt {
+				wantErr |= aoe.ATAErrorUNC // and uncorrectable data
+			}
+			if r.ErrFeature != wantErr {
+				t.Fatalf("error register %#x, want %#x", r.ErrFeature, wantErr)
 			}
 			if len(r.Data) != 0 && !bytes.Equal(r.Data, make([]byte, len(r.Data))) {
 				t.Fatalf("failed command carries %d data bytes", len(r.Data))

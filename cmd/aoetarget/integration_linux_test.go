@@ -989,3 +989,58 @@ func TestIntegrationQueues(t *testing.T) {
 		t.Fatalf("the target did not report three queues:\n%s", p.out.String())
 	}
 }
+
+// TestIntegrationDiskFull exports a sparse file on a tiny tmpfs: once the
+// filesystem is full, writes must fail with an ATA error at once (the
+// Linux initiator then fails the I/O and md can fail the leg), reads and
+// the target go on, and nothing acknowledged is lost.
+func TestIntegrationDiskFull(t *testing.T) {
+	l := newLab(t, 1500)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "aoetarget-test", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	file := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(file, 4<<20); err != nil { // 4 MiB, sparse, on 256 KiB
+		t.Fatal(err)
+	}
+	p := l.start(ours, file)
+	tg := l.target()
+	ctx := ctxT(t, 30*time.Second)
+	acked := map[uint64][]byte{}
+	var full error
+	for lba := uint64(0); lba < 8192; lba += 64 { // 32 KiB at a time
+		data := make([]byte, 64*512)
+		rand.Read(data)
+		if err := l.client.WriteAt(ctx, tg, data, lba); err != nil {
+			full = err
+			break
+		}
+		acked[lba] = data
+	}
+	if full == nil {
+		t.Fatal("4 MiB fitted on a 256 KiB filesystem")
+	}
+	if st, errReg := ataErr(t, full); st&aoe.ATAStatusERR == 0 || errReg&aoe.ATAErrorABRT == 0 {
+		t.Fatalf("write to a full filesystem: status %#x error %#x, want ERR and ABRT", st, errReg)
+	}
+	if len(acked) == 0 {
+		t.Fatal("no write fitted at all")
+	}
+	for lba, data := range acked {
+		got := make([]byte, len(data))
+		if err := l.client.ReadAt(ctx, tg, got, lba); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("acknowledged write at %d: %v, equal %v", lba, err, bytes.Equal(got, data))
+		}
+	}
+	select {
+	case err := <-p.done:
+		t.Fatalf("target exited: %v", err)
+	default:
+	}
+	t.Logf("%d writes of 32 KiB acknowledged before the filesystem filled, then: %v", len(acked), full)
+}

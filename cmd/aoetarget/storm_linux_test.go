@@ -245,6 +245,11 @@ func (g *stormGen) guard(b []byte) []byte {
 // saw no error and its data verifies, that nothing outside the export's
 // window changed and nothing inside it that no write frame addressed, and
 // that memory stayed bounded. Run with -v for the figures.
+//
+// Then three shorter storms check that protections hold under it: a
+// read-only export (the file must not change at all; the client only
+// reads), an export whose mask list holds only the client, and one the
+// client has reserved (no sector outside the client's may change).
 func TestIntegrationStorm(t *testing.T) {
 	frames := stormFrames
 	if s := os.Getenv("AOETARGET_STORM_FRAMES"); s != "" {
@@ -256,6 +261,13 @@ func TestIntegrationStorm(t *testing.T) {
 	if testing.Short() {
 		frames = 20_000
 	}
+	t.Run("open", func(t *testing.T) { storm(t, "open", frames) })
+	for _, mode := range []string{"read-only", "masked", "reserved"} {
+		t.Run(mode, func(t *testing.T) { storm(t, mode, max(frames/10, 1000)) })
+	}
+}
+
+func storm(t *testing.T, mode string, frames int) {
 	l := newLab(t, 1500)
 	const fileSectors, offset, sectors, protect = 4096, 256, 2048, 256
 	orig := make([]byte, fileSectors*512)
@@ -266,8 +278,20 @@ func TestIntegrationStorm(t *testing.T) {
 	if err := os.WriteFile(file, orig, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := l.start(ours, file, "-o", fmt.Sprint(offset), "-l", fmt.Sprint(sectors))
+	flags := []string{"-o", fmt.Sprint(offset), "-l", fmt.Sprint(sectors)}
+	switch mode {
+	case "read-only":
+		flags = append(flags, "-r")
+	case "masked":
+		flags = append(flags, "-m", l.srcMAC.String())
+	}
+	p := l.start(ours, file, flags...)
 	tg := l.target()
+	if mode == "reserved" {
+		if _, err := l.client.Reserve(ctxT(t, 10*time.Second), tg, aoe.Reserve{Command: aoe.ReserveSet, MACs: []aoe.MAC{l.srcMAC}}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// The well-behaved client: writes and reads back its own sectors.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -287,7 +311,12 @@ func TestIntegrationStorm(t *testing.T) {
 				buf[i] = byte(rng.Uint32())
 			}
 			octx, ocancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := l.client.WriteAt(octx, tg, buf, lba)
+			var err error
+			if mode == "read-only" {
+				copy(buf, model[lba*512:]) // what it must read
+			} else {
+				err = l.client.WriteAt(octx, tg, buf, lba)
+			}
 			if err == nil {
 				copy(model[lba*512:], buf)
 				err = l.client.ReadAt(octx, tg, got, lba)
@@ -381,12 +410,12 @@ func TestIntegrationStorm(t *testing.T) {
 	unchanged, addressed := 0, 0
 	for s := uint64(protect); s < sectors; s++ {
 		a, o := after[(offset+s)*512:(offset+s+1)*512], orig[(offset+s)*512:(offset+s+1)*512]
-		if g.written[s] {
+		if g.written[s] && mode == "open" {
 			addressed++
 			continue
 		}
 		if !bytes.Equal(a, o) {
-			t.Errorf("sector %d changed, but no write frame addressed it", s)
+			t.Errorf("sector %d changed, but no write frame addressed it or the export does not take its writes (%s)", s, mode)
 		} else {
 			unchanged++
 		}
@@ -405,8 +434,8 @@ func TestIntegrationStorm(t *testing.T) {
 			stop = line
 		}
 	}
-	t.Logf("storm: %d frames in %v (%.0f/s, %d send errors), kinds %v; client: %d write+read pairs verified; "+
-		"%d sectors addressed by storm writes, %d others unchanged; target peak RSS %d kB", frames, elapsed.Round(time.Millisecond),
+	t.Logf("storm (%s): %d frames in %v (%.0f/s, %d send errors), kinds %v; client: %d verified operations (write and read back, or read); "+
+		"%d sectors addressed by storm writes, %d others unchanged; target peak RSS %d kB", mode, frames, elapsed.Round(time.Millisecond),
 		float64(frames)/elapsed.Seconds(), sendErrs, g.kinds, ops, addressed, unchanged, peak)
 	t.Logf("target: %s", stop)
 }
