@@ -69,6 +69,7 @@ type File struct {
 	dio   bool
 	align uintptr // O_DIRECT memory alignment of user buffers
 	inRAM bool    // a tmpfs or ramfs file: reads never wait for a disk
+	fd    int     // the descriptor, for io_uring (valid until Close)
 
 	flushErr atomic.Pointer[error] // first Flush failure; sticky
 }
@@ -242,6 +243,7 @@ func setup(osf *os.File, path string, before fs.FileInfo, blk bool, opts Options
 		dio:   opts.Direct,
 		inRAM: inRAM,
 	}
+	_ = raw.Control(func(fd uintptr) { f.fd = int(fd) })
 	if opts.Direct {
 		if err := f.checkDirect(); err != nil {
 			return nil, err

@@ -10,6 +10,7 @@ import (
 	"github.com/mdlayher/packet"
 
 	"github.com/aoetarget/aoetarget/aoe"
+	"github.com/aoetarget/aoetarget/blockstore"
 )
 
 // minFrameBuf is the smallest frame buffer: room for MTU 9216 (the
@@ -33,6 +34,8 @@ type job struct {
 	nchain  int   // jobs in the chain this job heads
 	ioErr   error // result of the staged I/O
 
+	id       int         // index in the pool (the ring's user data)
+	sync     bool        // do the chain's I/O on a worker, not the ring
 	answered atomic.Bool // a reply was sent (by the worker, or by the watchdog)
 	since    int64       // when a worker or the committer took it (watch.mu)
 	overdue  bool        // the watchdog answered it (watch.mu)
@@ -56,7 +59,14 @@ type engine struct {
 	commit     chan *job
 	commitDone sync.WaitGroup
 	watch      watchdog
-	errs       errLimiter
+	// ring, if the store has io_uring, does the chains' I/O without a
+	// thread each: the reader submits them in batches, the completer
+	// reaps them. jobs maps its user data back to the chains.
+	ring     *blockstore.Ring
+	jobs     []*job
+	ringDone sync.WaitGroup
+	ringErrs errLimiter
+	errs     errLimiter
 }
 
 func newEngine(p *port) *engine {
@@ -76,15 +86,135 @@ func newEngine(p *port) *engine {
 		commit: make(chan *job, pool),
 		nwork:  workers,
 	}
-	for range pool {
-		e.free <- &job{
+	for i := range pool {
+		j := &job{
+			id:      i,
 			req:     alignedFrame(size),
 			resp:    alignedFrame(size),
 			dst:     &packet.Addr{HardwareAddr: make(net.HardwareAddr, 6)},
 			waiters: make([]*job, 0, 4),
 		}
+		e.jobs = append(e.jobs, j)
+		e.free <- j
+	}
+	if rs, ok := h.store.(RingStore); ok && !p.s.cfg.NoRing {
+		entries := uint32(1)
+		for entries < uint32(pool)+1 { // room for every chain and a wake-up
+			entries <<= 1
+		}
+		r, err := rs.NewRing(entries)
+		if err != nil {
+			p.log.Info("io_uring unavailable; disk I/O on worker threads", "err", err)
+		} else {
+			e.ring = r
+		}
 	}
 	return e
+}
+
+// RingStore is implemented by stores that can submit reads and writes in
+// batches through an io_uring (blockstore.File). The engine then does
+// the I/O of reads that miss the cache and of writes without a blocked
+// thread each, and one system call submits a batch.
+type RingStore interface {
+	NewRing(entries uint32) (*blockstore.Ring, error)
+}
+
+// run starts the chain j heads, which may run now: on the ring (submitted
+// with the next flushRing) if there is one and it can, else on a worker.
+func (e *engine) run(j *job) {
+	if e.ring == nil || !j.io || j.sync {
+		e.work <- j // never blocks: the channel holds the whole pool
+		return
+	}
+	var arr [maxChain][]byte
+	bufs := arr[:0]
+	for m := j; m != nil; m = m.next {
+		bufs = append(bufs, m.op.buf)
+	}
+	e.watch.track(j)
+	if err := e.ring.Prepare(j.op.write, bufs, j.op.off, uint64(j.id)); err != nil {
+		e.watch.untrack(j)
+		j.sync = true
+		e.work <- j
+	}
+}
+
+// flushRing submits the chains prepared on the ring.
+func (e *engine) flushRing() {
+	if e.ring == nil {
+		return
+	}
+	if _, err := e.ring.Submit(); err != nil && e.ringErrs.allow() {
+		e.p.log.Warn("io_uring submit failed", "err", err, "suppressed", e.ringErrs.suppressed())
+	}
+}
+
+// completer reaps the ring's completions: it finishes each chain as a
+// worker would after its I/O (replies, or the committer for durable
+// writes), and hands the chains that failed or came up short to a worker,
+// which redoes them with blocking calls that say why (and retries each
+// request of a failed chain alone).
+func (e *engine) completer() {
+	defer e.ringDone.Done()
+	h := e.p.s.h
+	w := newWorkerState()
+	cs := make([]blockstore.Completion, len(e.jobs)+1)
+	for {
+		n, err := e.ring.Wait(cs)
+		if err != nil {
+			if e.ringErrs.allow() {
+				e.p.log.Error("io_uring wait failed", "err", err, "suppressed", e.ringErrs.suppressed())
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		stop := false
+		for _, c := range cs[:n] {
+			if c.User == ^uint64(0) {
+				stop = true
+				continue
+			}
+			j := e.jobs[c.User]
+			e.watch.untrack(j)
+			total := 0
+			for m := j; m != nil; m = m.next {
+				total += len(m.op.buf)
+			}
+			if c.Err != nil || c.N < total {
+				j.sync = true
+				e.work <- j
+				continue
+			}
+			if j.op.write {
+				h.stats.WriteIOs.Add(1)
+			} else {
+				h.stats.ReadIOs.Add(1)
+			}
+			commit := j.op.write && h.groupCommit()
+			if !commit {
+				for m := j; m != nil; m = m.next {
+					w.queue(e, m, nil)
+				}
+			}
+			w.ready = e.sched.done(j, w.ready[:0])
+			for _, r := range w.ready {
+				e.run(r)
+			}
+			clear(w.ready)
+			if commit {
+				e.commit <- j
+			} else {
+				w.send(e)
+				e.release(j)
+			}
+		}
+		w.send(e)
+		e.flushRing()
+		if stop {
+			return
+		}
+	}
 }
 
 // alignedFrame returns a frame buffer whose byte 36, where the sectors of
@@ -106,6 +236,10 @@ func (e *engine) start() {
 	}
 	e.commitDone.Add(1)
 	go e.committer()
+	if e.ring != nil {
+		e.ringDone.Add(1)
+		go e.completer()
+	}
 	e.watch.start(e, e.p.s.cfg.IOTimeout)
 }
 
@@ -117,6 +251,12 @@ func (e *engine) stop() {
 	e.workers.Wait()
 	close(e.commit)
 	e.commitDone.Wait()
+	if e.ring != nil {
+		if err := e.ring.Wake(); err == nil {
+			e.ringDone.Wait()
+		}
+		e.ring.Close()
+	}
 	e.watch.stop()
 }
 
@@ -125,7 +265,7 @@ func (e *engine) ordered(j *job) {
 	e.pending.Add(1)
 	j.ordered = true
 	if e.sched.admit(j) {
-		e.work <- j
+		e.run(j)
 	}
 }
 
@@ -204,9 +344,10 @@ func (e *engine) worker() {
 			// it is in the store: they can no longer overtake it.
 			w.ready = e.sched.done(j, w.ready[:0])
 			for _, r := range w.ready {
-				e.work <- r // never blocks: the channel holds the whole pool
+				e.run(r)
 			}
 			clear(w.ready)
+			e.flushRing()
 		}
 		if commit {
 			e.commit <- j // never blocks: the channel holds the whole pool
@@ -220,7 +361,7 @@ func (e *engine) worker() {
 func (e *engine) release(j *job) {
 	for j != nil {
 		next := j.next
-		j.conn, j.next, j.io, j.nchain, j.ioErr = nil, nil, false, 0, nil
+		j.conn, j.next, j.io, j.nchain, j.ioErr, j.sync = nil, nil, false, 0, nil, false
 		j.answered.Store(false)
 		j.op = ioOp{}
 		e.free <- j
@@ -382,6 +523,7 @@ func (r *reader) recv(conn net.PacketConn, wait bool) (int, error) {
 			// Wait for a buffer, but first let the chain being built
 			// go: its buffers may be the ones missing.
 			r.closeChain()
+			r.e.flushRing()
 			j = <-r.e.free
 		}
 		j.gone = false
@@ -503,6 +645,7 @@ func (r *reader) reply(j *job, n int, v Verdict) {
 // from the stash. The chain being built stays open: the next frames,
 // if already queued, may continue it.
 func (r *reader) flush() {
+	r.e.flushRing()
 	if len(r.out) > 0 {
 		if err := r.mm.send(r.out); err != nil && r.errs.allow() {
 			r.e.p.log.Warn("send failed", "err", err, "suppressed", r.errs.suppressed())
@@ -525,6 +668,7 @@ func (r *reader) flush() {
 // release gives the stash back to the pool, when the loop stops.
 func (r *reader) release() {
 	r.closeChain()
+	r.e.flushRing()
 	for _, j := range r.stash {
 		r.e.free <- j
 	}

@@ -142,6 +142,8 @@ type Stats struct {
 	Flushes     atomic.Uint64 // store flushes
 	Merged      atomic.Uint64 // reads and writes merged into the I/O of the request before them
 	StalledIO   atomic.Uint64 // requests failed because the store stalled past the I/O deadline
+	ReadIOs     atomic.Uint64 // reads of the store through io_uring (each may serve several merged requests)
+	WriteIOs    atomic.Uint64 // writes to the store through io_uring
 	ATAErrors   atomic.Uint64 // ATA replies with the ERR bit
 	AoEErrors   atomic.Uint64 // replies with the E flag
 	IOErrors    atomic.Uint64 // store read/write/flush failures

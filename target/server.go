@@ -46,6 +46,9 @@ type ServerConfig struct {
 	// region of their first sector (see netconf.FanoutProgram), so that
 	// the receive path can use several cores; 0 or 1 means one.
 	Queues int
+	// NoRing keeps disk I/O on worker threads even when the store can use
+	// io_uring.
+	NoRing bool
 	// MonitorInterval is how often each interface is checked for a new
 	// MTU, a link that came back up or an interface that was recreated; 0
 	// means 2 seconds.
@@ -321,9 +324,12 @@ func (p *port) serve(ctx context.Context) {
 		n, err := r.recv(conn, r.head == nil)
 		if err == nil && n == 0 {
 			r.closeChain()
+			e.flushRing()
 			continue
 		}
 		if err != nil {
+			r.closeChain()
+			e.flushRing()
 			if ctx.Err() != nil {
 				return
 			}
@@ -348,16 +354,19 @@ func (p *port) serveQueue(ctx context.Context, e *engine, q int) {
 		conn, info, gen := p.queue(q)
 		if conn == nil {
 			r.closeChain()
+			e.flushRing()
 			p.waitGen(ctx, gen)
 			continue
 		}
 		n, err := r.recv(conn, r.head == nil)
 		if err == nil && n == 0 {
 			r.closeChain()
+			e.flushRing()
 			continue
 		}
 		if err != nil {
 			r.closeChain()
+			e.flushRing()
 			if ctx.Err() == nil {
 				p.waitGen(ctx, gen) // a closed or failing socket: serve reopens it
 			}

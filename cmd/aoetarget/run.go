@@ -57,6 +57,7 @@ type options struct {
 	writeback  bool
 	ioTimeout  time.Duration
 	queues     int
+	noRing     bool
 	masks      []aoe.MAC
 	offset     int64
 	length     int64
@@ -99,6 +100,8 @@ aoetarget's options:
                         socket of a PACKET_FANOUT group that splits the
                         requests by disk region, to use N cores on the
                         receive path (default 1)
+      --no-io-uring     do disk I/O on threads (pread/pwrite) even where
+                        io_uring is available
       --config-string S initial AoE config string (at most 1024 bytes)
       --log-format F    text (default) or json
       --log-level L     debug, info (default), warn or error
@@ -127,6 +130,7 @@ func parseArgs(args []string) (*options, error) {
 	fs.BoolVar(&o.writeback, "writeback", false, "")
 	fs.DurationVar(&o.ioTimeout, "io-timeout", DefaultIOTimeout, "")
 	fs.IntVar(&o.queues, "queues", 1, "")
+	fs.BoolVar(&o.noRing, "no-io-uring", false, "")
 	fs.StringVar(&o.cstring, "config-string", "", "")
 	fs.StringVar(&o.logFormat, "log-format", "text", "")
 	level := fs.String("log-level", "info", "")
@@ -304,13 +308,13 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	log.Info("exporting", "file", o.filename, "sectors", store.Sectors(),
 		"offset", o.offset, "direct", o.direct, "sync", o.sync, "bufcnt", o.bufcnt,
 		"masks", len(o.masks), "writes", durability, "io_timeout", o.ioTimeout, "queues", o.queues, "version", version)
-	srv := target.NewServer(h, target.ServerConfig{Interfaces: []string{o.netif}, Logger: log, IOTimeout: o.ioTimeout, Queues: o.queues})
+	srv := target.NewServer(h, target.ServerConfig{Interfaces: []string{o.netif}, Logger: log, IOTimeout: o.ioTimeout, Queues: o.queues, NoRing: o.noRing})
 	if err := srv.Serve(ctx); err != nil {
 		return err
 	}
 	st := h.Stats()
 	log.Info("stopping", "replies", st.Verdicts[target.Reply].Load(),
-		"reads", st.Reads.Load(), "writes", st.Writes.Load(), "flushes", st.Flushes.Load(), "merged", st.Merged.Load(), "stalled_io", st.StalledIO.Load(),
+		"reads", st.Reads.Load(), "writes", st.Writes.Load(), "flushes", st.Flushes.Load(), "merged", st.Merged.Load(), "ring_reads", st.ReadIOs.Load(), "ring_writes", st.WriteIOs.Load(), "stalled_io", st.StalledIO.Load(),
 		"ata_errors", st.ATAErrors.Load(), "aoe_errors", st.AoEErrors.Load(), "io_errors", st.IOErrors.Load(),
 		slog.Group("dropped", dropped(st)...))
 	return nil

@@ -138,8 +138,20 @@ md_create() {
 		die "resync did not finish"
 	}
 	echo "md0 created and resynced in $(since "$_t0")s"
+	# No bad block log (mdadm makes one by default for 1.x metadata): with
+	# one, md keeps a leg whose writes fail in the array as [UU], records the
+	# sectors as bad blocks, and a --re-add does not rewrite them. Without,
+	# md fails the leg at its first write error (fault 3).
+	mdadm --stop $MD 2>&1 || die "mdadm --stop failed"
+	mdadm --assemble $MD --update=no-bbl $_devs 2>&1 || die "mdadm --assemble --update=no-bbl failed"
+	for _d; do
+		mdadm --examine-badblocks "/dev/etherd/$_d" 2>&1 | grep -q 'No bad-blocks list' ||
+			die "$_d still has a bad block log: $(mdadm --examine-badblocks "/dev/etherd/$_d" 2>&1)"
+	done
+	echo "bad block logs removed (mdadm --assemble --update=no-bbl)"
 	md_show
 	[ "$(cat $MDSYS/degraded)" = 0 ] || die "md0 is degraded"
+	md_insync || die "md0 not in sync after --assemble"
 }
 
 # md_layout prints "LAYOUT DEV DATA_OFFSET_SECTORS COMPONENT_SIZE_KIB" per
@@ -459,35 +471,46 @@ md_noticed() { md_faulty "$1" || [ -n "$(md_badblocks "$1")" ]; }
 
 # md_disk_fail DEV NAME FIRST COUNT SECONDS: write data set NAME (COUNT 1 MiB
 # chunks at chunk FIRST of md0, a region whose writes fail on DEV) and watch
-# how md reacts; prints "FAULTY T" (md failed DEV T seconds after the first
-# write) or "BADBLOCKS T" (md recorded bad blocks on DEV and keeps it), then
-# the state of md0, DEV's bad blocks and the kernel's messages.
+# how md reacts (every 0.1 s); prints "FAULTY T" (md failed DEV T seconds
+# after the first write) or, if md only recorded bad blocks on DEV and kept it
+# 3 s after the last write, "BADBLOCKS T" (first bad block after T seconds);
+# then the state of md0, DEV's bad blocks and what the kernel logged.
 md_disk_fail() {
 	_d=$1 _name=$2 _first=$3 _count=$4 _to=$5
 	rm -f /tmp/dsw.rc
+	_e0=$(dmesg | grep -c 'aoe: ata error')
 	_t0=$(now)
-	(ds_write "$_name" "$_first" "$_count" >/tmp/dsw.out 2>&1; echo $? >/tmp/dsw.rc) </dev/null &
-	wait_for "$_to" "failure or bad blocks of $_d in md0" md_noticed "$_d" || {
-		md_show
-		stuck
-		return 1
-	}
-	_t=$(since "$_t0")
-	wait_for "$_to" "end of the writes of data set $_name" test -e /tmp/dsw.rc || {
-		md_show
-		stuck
-		return 1
-	}
+	(
+		ds_write "$_name" "$_first" "$_count" >/tmp/dsw.out 2>&1
+		echo $? >/tmp/dsw.rc
+	) </dev/null &
+	_tbb= _tf= _tdone=
+	while :; do
+		[ -n "$_tbb" ] || [ -z "$(md_badblocks "$_d")" ] || _tbb=$(since "$_t0")
+		[ -n "$_tf" ] || ! md_faulty "$_d" || _tf=$(since "$_t0")
+		if [ -e /tmp/dsw.rc ]; then
+			[ -n "$_tf" ] && break
+			[ -n "$_tdone" ] || _tdone=$(now)
+			[ "$(since "$_tdone" | cut -d. -f1)" -lt 3 ] || break
+		fi
+		if [ "$(since "$_t0" | cut -d. -f1)" -ge "$_to" ]; then
+			echo "timeout: writes of data set $_name not done after ${_to}s"
+			md_show
+			stuck
+			return 1
+		fi
+		sleep 0.1
+	done
 	cat /tmp/dsw.out
 	[ "$(cat /tmp/dsw.rc)" = 0 ] || die "writes to md0 failed"
-	if md_faulty "$_d"; then echo "FAULTY $_t"; else echo "BADBLOCKS $_t"; fi
+	if [ -n "$_tf" ]; then
+		echo "FAULTY $_tf"
+	elif [ -n "$_tbb" ]; then
+		echo "BADBLOCKS $_tbb"
+	fi
 	md_show
-	echo "bad blocks of $_d: $(md_badblocks "$_d" | tr '\n' ' ')"
-	dmesg | grep -E 'aoe: ata error|md/raid1:md0|md: ' | tail -n 6
-}
-
-# md_fail DEV: mark DEV faulty (mdadm --fail).
-md_fail() {
-	mdadm $MD --fail "/dev/etherd/$1" 2>&1 || die "mdadm --fail failed"
-	wait_for 10 "failure of $1" md_faulty "$1" || die "md0 did not fail $1"
+	echo "bad blocks of $_d (sector count): $(md_badblocks "$_d" | tr '\n' ' ')${_tbb:+(first after ${_tbb}s)}"
+	echo "kernel: $(($(dmesg | grep -c 'aoe: ata error') - _e0)) x 'aoe: ata error' (ring buffer permitting), then:"
+	dmesg | grep -v 'aoe: ata error' | grep -E 'md/raid1:md0|md: |md0' | tail -n 3
+	[ -n "$_tf$_tbb" ] || die "md0 neither failed $_d nor recorded bad blocks on it"
 }

@@ -1,0 +1,138 @@
+package blockstore
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func newTestRing(t *testing.T, f *File, entries uint32) *Ring {
+	t.Helper()
+	r, err := f.NewRing(entries)
+	if err != nil {
+		t.Skipf("no io_uring here: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// TestRing writes and reads through an io_uring in batches, in every
+// mode, and checks the data, the window and the completions.
+func TestRing(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			orig := pattern(300*512, 3)
+			path := tempFile(t, orig)
+			opts := m.opts
+			opts.Offset, opts.Length = 8, 256
+			f := mustOpen(t, path, opts)
+			r := newTestRing(t, f, 16)
+			// A batch of writes: 8 chains of four 1-KiB buffers.
+			want := bytes.Clone(orig[8*512 : 264*512])
+			for i := range 8 {
+				data := pattern(4096, byte(i))
+				bufs := split(data, []int{1024, 1024, 1024, 1024}, 0)
+				off := int64(i) * 16 * 512
+				if err := r.Prepare(true, bufs, off, uint64(i)); err != nil {
+					t.Fatal(err)
+				}
+				copy(want[off:], data)
+			}
+			if n, err := r.Submit(); err != nil || n != 8 {
+				t.Fatalf("Submit: %d, %v", n, err)
+			}
+			cs := make([]Completion, 16)
+			seen := map[uint64]bool{}
+			for len(seen) < 8 {
+				n, err := r.Wait(cs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range cs[:n] {
+					if c.Err != nil || c.N != 4096 || seen[c.User] {
+						t.Fatalf("completion %+v", c)
+					}
+					seen[c.User] = true
+				}
+			}
+			if err := f.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			file := readFile(t, path)
+			if !bytes.Equal(file[8*512:264*512], want) || !bytes.Equal(file[:8*512], orig[:8*512]) || !bytes.Equal(file[264*512:], orig[264*512:]) {
+				t.Fatal("file does not hold the writes inside the window only")
+			}
+			// Read it all back in one batch of 4 reads.
+			got := make([][][]byte, 4)
+			for i := range got {
+				got[i] = split(make([]byte, 64*512), []int{32 * 512, 32 * 512}, 0)
+				if err := r.Prepare(false, got[i], int64(i)*64*512, uint64(100+i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.Submit()
+			for left := 4; left > 0; {
+				n, _ := r.Wait(cs)
+				for _, c := range cs[:n] {
+					if c.Err != nil || c.N != 64*512 {
+						t.Fatalf("read completion %+v", c)
+					}
+					left--
+				}
+			}
+			for i := range got {
+				if !bytes.Equal(bytes.Join(got[i], nil), want[i*64*512:(i+1)*64*512]) {
+					t.Errorf("read %d differs", i)
+				}
+			}
+			if r.Pending() != 0 {
+				t.Errorf("%d pending after all completions", r.Pending())
+			}
+			// Refused: out of range, unaligned on Direct, too many.
+			if err := r.Prepare(false, [][]byte{make([]byte, 1024)}, 255*512, 1); !errors.Is(err, ErrOutOfRange) {
+				t.Errorf("Prepare past the end: %v", err)
+			}
+			if m.opts.Direct {
+				if err := r.Prepare(false, split(make([]byte, 512), []int{512}, 1), 0, 1); err == nil {
+					t.Error("Prepare accepted an unaligned buffer on a Direct store")
+				}
+			}
+		})
+	}
+}
+
+// TestRingFullAndWake fills the submission queue and stops a waiter.
+func TestRingFullAndWake(t *testing.T) {
+	f := mustOpen(t, tempFile(t, make([]byte, 64*512)), Options{})
+	r := newTestRing(t, f, 4)
+	buf := [][]byte{make([]byte, 512)}
+	var err error
+	for i := 0; i <= r.Entries(); i++ {
+		if err = r.Prepare(false, buf, 0, uint64(i)); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrRingFull) {
+		t.Fatalf("Prepare beyond %d slots: %v, want ErrRingFull", r.Entries(), err)
+	}
+	r.Submit()
+	cs := make([]Completion, 8)
+	for got := 0; got < r.Entries(); {
+		n, _ := r.Wait(cs)
+		got += n
+	}
+	done := make(chan uint64)
+	go func() {
+		n, _ := r.Wait(cs[:1])
+		if n == 1 {
+			done <- cs[0].User
+		}
+		close(done)
+	}()
+	if err := r.Wake(); err != nil {
+		t.Fatal(err)
+	}
+	if u := <-done; u != ^uint64(0) {
+		t.Fatalf("Wake: completion %#x", u)
+	}
+}
