@@ -577,8 +577,12 @@ func (r *reader) dispatch(j *job) {
 	switch k {
 	case kindRead, kindWrite:
 		// A read may be served from the cache unless it must wait for
-		// an earlier write (in flight, or in the chain being built).
-		cache := k == kindRead && !e.sched.busy(sp) && !(r.head != nil && r.head.span.conflicts(sp))
+		// an earlier write (in flight, or in the chain being built), or
+		// it continues a chain of reads that missed the cache: the rest
+		// of a block that is not cached is not cached either, and one
+		// failed attempt per block is enough.
+		cache := k == kindRead && !e.sched.busy(sp) && !(r.head != nil && r.head.span.conflicts(sp)) &&
+			!(r.tail != nil && !r.tail.op.write && r.tail.span.lba+r.tail.span.n == sp.lba)
 		rn, v, res := h.stage(j.info, req, j.resp, cache, &j.op)
 		switch res {
 		case stageDone:

@@ -514,3 +514,10 @@ md_disk_fail() {
 	dmesg | grep -v 'aoe: ata error' | grep -E 'md/raid1:md0|md: |md0' | tail -n 3
 	[ -n "$_tf$_tbb" ] || die "md0 neither failed $_d nor recorded bad blocks on it"
 }
+
+# aoe_revalidate DEV: ask the driver to revalidate DEV (what aoe-revalidate
+# does): it resets the device's round-trip estimate, so frames it has been
+# retransmitting with a long backoff go out again at once.
+aoe_revalidate() {
+	echo "$1" >/dev/etherd/revalidate 2>/tmp/reval.err || echo "revalidate $1: $(cat /tmp/reval.err)"
+}
