@@ -509,15 +509,9 @@ md_disk_fail() {
 		echo "BADBLOCKS $_tbb"
 	fi
 	md_show
-	echo "bad blocks of $_d (sector count): $(md_badblocks "$_d" | tr '\n' ' ')${_tbb:+(first after ${_tbb}s)}"
+	_bb=$(md_badblocks "$_d" | tr '\n' ' ')
+	echo "bad blocks recorded on $_d (sector count): ${_bb:-none}${_tbb:+ (first after ${_tbb}s)}"
 	echo "kernel: $(($(dmesg | grep -c 'aoe: ata error') - _e0)) x 'aoe: ata error' (ring buffer permitting), then:"
 	dmesg | grep -v 'aoe: ata error' | grep -E 'md/raid1:md0|md: |md0' | tail -n 3
 	[ -n "$_tf$_tbb" ] || die "md0 neither failed $_d nor recorded bad blocks on it"
-}
-
-# aoe_revalidate DEV: ask the driver to revalidate DEV (what aoe-revalidate
-# does): it resets the device's round-trip estimate, so frames it has been
-# retransmitting with a long backoff go out again at once.
-aoe_revalidate() {
-	echo "$1" >/dev/etherd/revalidate 2>/tmp/reval.err || echo "revalidate $1: $(cat /tmp/reval.err)"
 }
