@@ -62,11 +62,12 @@ type engine struct {
 	// ring, if the store has io_uring, does the chains' I/O without a
 	// thread each: the reader submits them in batches, the completer
 	// reaps them. jobs maps its user data back to the chains.
-	ring     *blockstore.Ring
-	jobs     []*job
-	ringDone sync.WaitGroup
-	ringErrs errLimiter
-	errs     errLimiter
+	ring       *blockstore.Ring
+	ringWrites bool // writes go to the ring too (O_DIRECT stores only)
+	jobs       []*job
+	ringDone   sync.WaitGroup
+	ringErrs   errLimiter
+	errs       errLimiter
 }
 
 func newEngine(p *port) *engine {
@@ -107,6 +108,12 @@ func newEngine(p *port) *engine {
 			p.log.Info("io_uring unavailable; disk I/O on worker threads", "err", err)
 		} else {
 			e.ring = r
+			// Buffered writes cannot be done without blocking
+			// (ext4 refuses IOCB_NOWAIT for them), so io_uring hands
+			// each to a kernel worker thread: slower than our
+			// workers' pwritev. O_DIRECT writes go to the ring.
+			d, ok := h.store.(interface{ Direct() bool })
+			e.ringWrites = ok && d.Direct()
 		}
 	}
 	return e
@@ -123,7 +130,7 @@ type RingStore interface {
 // run starts the chain j heads, which may run now: on the ring (submitted
 // with the next flushRing) if there is one and it can, else on a worker.
 func (e *engine) run(j *job) {
-	if e.ring == nil || !j.io || j.sync {
+	if e.ring == nil || !j.io || j.sync || (j.op.write && !e.ringWrites) {
 		e.work <- j // never blocks: the channel holds the whole pool
 		return
 	}
