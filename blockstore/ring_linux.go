@@ -178,13 +178,8 @@ func (r *Ring) Prepare(write bool, bufs [][]byte, off int64, user uint64) error 
 			return fmt.Errorf("blockstore: write %s: %w", f.path, ErrReadOnly)
 		}
 	}
-	total := 0
-	aligned := off%SectorSize == 0
-	for _, b := range bufs {
-		total += len(b)
-		aligned = aligned && (!f.dio || f.aligned(b, 0))
-	}
-	if err := checkRange(op, off, total, f.size); err != nil {
+	_, aligned, err := f.vecSpan(op, bufs, off)
+	if err != nil {
 		return err
 	}
 	if len(bufs) > MaxVectors || len(bufs) == 0 || !aligned {

@@ -73,13 +73,8 @@ func (f *File) vector(trap uintptr, bufs [][]byte, off int64) (int, error) {
 	if trap == unix.SYS_PWRITEV {
 		op = "write"
 	}
-	total := 0
-	aligned := off%SectorSize == 0
-	for _, b := range bufs {
-		total += len(b)
-		aligned = aligned && (!f.dio || f.aligned(b, 0))
-	}
-	if err := checkRange(op, off, total, f.size); err != nil {
+	total, aligned, err := f.vecSpan(op, bufs, off)
+	if err != nil {
 		return 0, err
 	}
 	if f.dio && !aligned {
@@ -163,4 +158,16 @@ func (f *File) each(trap uintptr, bufs [][]byte, off int64) (int, error) {
 		}
 	}
 	return done, nil
+}
+
+// vecSpan checks that the concatenation of bufs at byte off lies inside
+// the window and returns its length, and whether a Direct store can take
+// the buffers as they are (true when not Direct).
+func (f *File) vecSpan(op string, bufs [][]byte, off int64) (total int, aligned bool, err error) {
+	aligned = off%SectorSize == 0
+	for _, b := range bufs {
+		total += len(b)
+		aligned = aligned && (!f.dio || f.aligned(b, 0))
+	}
+	return total, aligned, checkRange(op, off, total, f.size)
 }

@@ -566,6 +566,26 @@ fill:
 	return n, err
 }
 
+// round is one turn of a receive loop on conn: it receives a batch and
+// dispatches it, sending the replies the loop built itself. With a chain
+// of adjacent I/Os open it looks for more frames without waiting (the
+// rest of a 4-KiB block may be queued); when none is, or the receive
+// fails, it admits the chain. It returns the receive error.
+func (r *reader) round(conn net.PacketConn, info Port) error {
+	n, err := r.recv(conn, r.head == nil)
+	if err != nil || n == 0 {
+		r.closeChain()
+		r.e.flushRing()
+		return err
+	}
+	for _, j := range r.stash[:n] {
+		j.conn, j.info = conn, info
+		r.dispatch(j)
+	}
+	r.flush()
+	return nil
+}
+
 // dispatch starts the request in j: the reader answers it at once, or a
 // worker gets it (and j.gone is set: the buffer left the stash).
 func (r *reader) dispatch(j *job) {

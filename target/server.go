@@ -318,29 +318,12 @@ func (p *port) serve(ctx context.Context) {
 	var errs errLimiter
 	for ctx.Err() == nil {
 		conn, info := p.state()
-		// With a chain of adjacent I/Os open, look for more frames
-		// without waiting: the rest of a 4-KiB block may be queued.
-		// When none is, admit the chain, then wait.
-		n, err := r.recv(conn, r.head == nil)
-		if err == nil && n == 0 {
-			r.closeChain()
-			e.flushRing()
-			continue
-		}
-		if err != nil {
-			r.closeChain()
-			e.flushRing()
+		if err := r.round(conn, info); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			p.readError(ctx, err, &errs)
-			continue
 		}
-		for _, j := range r.stash[:n] {
-			j.conn, j.info = conn, info
-			r.dispatch(j)
-		}
-		r.flush()
 	}
 }
 
@@ -358,25 +341,9 @@ func (p *port) serveQueue(ctx context.Context, e *engine, q int) {
 			p.waitGen(ctx, gen)
 			continue
 		}
-		n, err := r.recv(conn, r.head == nil)
-		if err == nil && n == 0 {
-			r.closeChain()
-			e.flushRing()
-			continue
+		if err := r.round(conn, info); err != nil && ctx.Err() == nil {
+			p.waitGen(ctx, gen) // a closed or failing socket: serve reopens it
 		}
-		if err != nil {
-			r.closeChain()
-			e.flushRing()
-			if ctx.Err() == nil {
-				p.waitGen(ctx, gen) // a closed or failing socket: serve reopens it
-			}
-			continue
-		}
-		for _, j := range r.stash[:n] {
-			j.conn, j.info = conn, info
-			r.dispatch(j)
-		}
-		r.flush()
 	}
 }
 
