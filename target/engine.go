@@ -253,7 +253,9 @@ func (e *engine) start() {
 // stop waits for the requests in progress to finish and stops the
 // workers.
 func (e *engine) stop() {
-	e.pending.Wait()
+	if !e.drain() {
+		return
+	}
 	close(e.work)
 	e.workers.Wait()
 	close(e.commit)
@@ -265,6 +267,30 @@ func (e *engine) stop() {
 		e.ring.Close()
 	}
 	e.watch.stop()
+}
+
+// drain waits for the requests in progress, at most the I/O deadline if
+// there is one, and reports whether they all finished. If the store
+// stalls, stopping must not wait for it forever: the requests still
+// waiting were not acknowledged, and their goroutines are left blocked in
+// the store (the process is about to exit).
+func (e *engine) drain() bool {
+	t := e.p.s.cfg.IOTimeout
+	if t <= 0 {
+		e.pending.Wait()
+		return true
+	}
+	done := make(chan struct{})
+	go func() { e.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(t):
+		e.p.log.Error("stopping without waiting any longer for requests stuck in the store (not acknowledged)",
+			"waited", t)
+		e.watch.stop()
+		return false
+	}
 }
 
 // ordered runs j once the earlier requests it conflicts with are done.

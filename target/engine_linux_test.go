@@ -499,3 +499,41 @@ func TestEngineRing(t *testing.T) {
 	}
 	t.Logf("ring: %d reads, %d writes", st.ReadIOs.Load(), st.WriteIOs.Load())
 }
+
+// TestEngineStopStalled stops a server whose store is stalled with a
+// write stuck in it: Serve must return (after the I/O deadline), not wait
+// for the store for ever.
+func TestEngineStopStalled(t *testing.T) {
+	v := newVethPair(t)
+	st := &stallStore{Memory: blockstore.NewMemory(testSectors), release: make(chan struct{})}
+	defer close(st.release) // let the stuck goroutine go at the end
+	h, err := NewHandler(Config{Major: 1, Minor: 2}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(h, ServerConfig{
+		Interfaces:      []string{v.tifi.Name},
+		Lookup:          func(string) (*net.Interface, error) { return v.tifi, nil },
+		Listen:          func(*net.Interface, netconf.Config) (net.PacketConn, error) { return v.tconn, nil },
+		MonitorInterval: time.Hour,
+		IOTimeout:       200 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	<-srv.Ready()
+	st.stalled.Store(true)
+	v.send(ataRequest(hostA, 1, aoe.ATA{Flags: aoe.ATAExtended | aoe.ATAWrite, SectorCount: 2, CmdStatus: aoe.ATAWriteSectorsExt, LBA: 4, Data: pattern(1024, 1)}))
+	if _, a, ok := v.reply(10 * time.Second); !ok || a.CmdStatus&aoe.ATAStatusERR == 0 {
+		t.Fatalf("stalled write: answered %v, status %#x; want an ATA error", ok, a.CmdStatus)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return while a write was stuck in the store")
+	}
+}

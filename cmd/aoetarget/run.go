@@ -275,8 +275,21 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	defer func() {
-		if err := store.Close(); err != nil {
-			log.Error("closing the store failed", "err", err)
+		// Closing flushes; on a stalled disk that could block for
+		// ever: give up after the I/O deadline.
+		closed := make(chan error, 1)
+		go func() { closed <- store.Close() }()
+		var timeout <-chan time.Time
+		if o.ioTimeout > 0 {
+			timeout = time.After(o.ioTimeout)
+		}
+		select {
+		case err := <-closed:
+			if err != nil {
+				log.Error("closing the store failed", "err", err)
+			}
+		case <-timeout:
+			log.Error("the store did not close within the I/O deadline; exiting anyway", "waited", o.ioTimeout)
 		}
 	}()
 	if _, err := netconf.Lookup(o.netif); err != nil && !errors.Is(err, netconf.ErrLinkDown) {
