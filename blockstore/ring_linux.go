@@ -190,11 +190,10 @@ func (r *Ring) Prepare(write bool, bufs [][]byte, off int64, user uint64) error 
 	if r.closed {
 		return ErrClosed
 	}
-	tail := atomic.LoadUint32(r.sqTail) + r.queued
-	if tail-atomic.LoadUint32(r.sqHead) >= r.entries {
+	idx, ok := r.slot()
+	if !ok {
 		return ErrRingFull
 	}
-	idx := tail & *r.sqMask
 	iov := &r.iovs[idx]
 	n := 0
 	for _, b := range bufs {
@@ -204,8 +203,7 @@ func (r *Ring) Prepare(write bool, bufs [][]byte, off int64, user uint64) error 
 			n++
 		}
 	}
-	e := (*uringSQE)(unsafe.Pointer(&r.sqe[uintptr(idx)*unsafe.Sizeof(uringSQE{})]))
-	*e = uringSQE{opcode: ioringOpReadv, fd: int32(f.fd), off: uint64(f.base + off),
+	e := uringSQE{opcode: ioringOpReadv, fd: int32(f.fd), off: uint64(f.base + off),
 		addr: uint64(uintptr(unsafe.Pointer(&iov[0]))), len: uint32(n), userData: user}
 	if write {
 		e.opcode = ioringOpWritev
@@ -213,9 +211,26 @@ func (r *Ring) Prepare(write bool, bufs [][]byte, off int64, user uint64) error 
 			e.rwFlags = unix.RWF_DSYNC
 		}
 	}
+	r.queue(idx, e)
+	return nil
+}
+
+// slot returns the index of the next free submission entry, with r.mu
+// held; ok is false if the queue is full.
+func (r *Ring) slot() (idx uint32, ok bool) {
+	tail := atomic.LoadUint32(r.sqTail) + r.queued
+	if tail-atomic.LoadUint32(r.sqHead) >= r.entries {
+		return 0, false
+	}
+	return tail & *r.sqMask, true
+}
+
+// queue fills entry idx (from slot) with e and queues it for the next
+// submission, with r.mu held.
+func (r *Ring) queue(idx uint32, e uringSQE) {
+	*(*uringSQE)(unsafe.Pointer(&r.sqe[uintptr(idx)*unsafe.Sizeof(uringSQE{})])) = e
 	*(*uint32)(unsafe.Add(r.sqArray, uintptr(idx)*4)) = idx
 	r.queued++
-	return nil
 }
 
 // Submit sends every prepared operation to the kernel with one system
@@ -259,15 +274,11 @@ func (r *Ring) submitLocked() (int, error) {
 func (r *Ring) Wake() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	tail := atomic.LoadUint32(r.sqTail) + r.queued
-	if tail-atomic.LoadUint32(r.sqHead) >= r.entries {
+	idx, ok := r.slot()
+	if !ok {
 		return ErrRingFull
 	}
-	idx := tail & *r.sqMask
-	e := (*uringSQE)(unsafe.Pointer(&r.sqe[uintptr(idx)*unsafe.Sizeof(uringSQE{})]))
-	*e = uringSQE{opcode: ioringOpNop, fd: -1, userData: ^uint64(0)}
-	*(*uint32)(unsafe.Add(r.sqArray, uintptr(idx)*4)) = idx
-	r.queued++
+	r.queue(idx, uringSQE{opcode: ioringOpNop, fd: -1, userData: ^uint64(0)})
 	_, err := r.submitLocked()
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -187,11 +188,7 @@ func (l *lab) startAddr(i impl, file string, shelf, slot int, flags ...string) *
 	t := l.t
 	args := append(flags, fmt.Sprint(shelf), fmt.Sprint(slot), l.tif, file)
 	p := &proc{out: &netns.Output{}, done: make(chan error, 1)}
-	if len(i.wrap) > 0 {
-		p.cmd = l.tgt.Command(context.Background(), i.wrap[0], append(append(i.wrap[1:len(i.wrap):len(i.wrap)], i.path(t)), args...)...)
-	} else {
-		p.cmd = l.tgt.Command(context.Background(), i.path(t), args...)
-	}
+	p.cmd = l.command(context.Background(), i, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -211,6 +208,32 @@ func (l *lab) startAddr(i impl, file string, shelf, slot int, flags ...string) *
 	})
 	l.waitReady(uint16(shelf), uint8(slot), p)
 	return p
+}
+
+// command returns the command that runs i (through its wrapper, if any)
+// with args in the target's namespace.
+func (l *lab) command(ctx context.Context, i impl, args ...string) *exec.Cmd {
+	if len(i.wrap) == 0 {
+		return l.tgt.Command(ctx, i.path(l.t), args...)
+	}
+	return l.tgt.Command(ctx, i.wrap[0], append(append(slices.Clone(i.wrap[1:]), i.path(l.t)), args...)...)
+}
+
+// roundTrip writes n random bytes at lba, reads them back, fails the test
+// unless they come back intact within d, and returns them.
+func (l *lab) roundTrip(tg initiator.Target, lba uint64, n int, d time.Duration) []byte {
+	l.t.Helper()
+	data := make([]byte, n)
+	rand.Read(data)
+	ctx := ctxT(l.t, d)
+	if err := l.client.WriteAt(ctx, tg, data, lba); err != nil {
+		l.t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if err := l.client.ReadAt(ctx, tg, got, lba); err != nil || !bytes.Equal(got, data) {
+		l.t.Fatalf("read back: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	return data
 }
 
 // waitReady waits until the target answers a Query Config.
@@ -922,17 +945,7 @@ func TestIntegrationDirectSync(t *testing.T) {
 			l := newLab(t, 9000)
 			file := image(t, 4096, 0)
 			l.start(ours, file, flags...)
-			tg := l.target()
-			data := make([]byte, 333*512)
-			rand.Read(data)
-			ctx := ctxT(t, 20*time.Second)
-			if err := l.client.WriteAt(ctx, tg, data, 7); err != nil {
-				t.Fatal(err)
-			}
-			got := make([]byte, len(data))
-			if err := l.client.ReadAt(ctx, tg, got, 7); err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("read back: %v", err)
-			}
+			data := l.roundTrip(l.target(), 7, 333*512, 20*time.Second)
 			disk, _ := os.ReadFile(file)
 			if !bytes.Equal(disk[7*512:7*512+len(data)], data) {
 				t.Fatal("file does not hold the data")
@@ -974,17 +987,7 @@ func TestIntegrationQueues(t *testing.T) {
 	l := newLab(t, 1500)
 	file := image(t, 8192, 0)
 	p := l.start(ours, file, "--queues", "3")
-	tg := l.target()
-	data := make([]byte, 1<<20)
-	rand.Read(data)
-	ctx := ctxT(t, 30*time.Second)
-	if err := l.client.WriteAt(ctx, tg, data, 3); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(data))
-	if err := l.client.ReadAt(ctx, tg, got, 3); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("read back: %v, equal %v", err, bytes.Equal(got, data))
-	}
+	l.roundTrip(l.target(), 3, 1<<20, 30*time.Second)
 	if !strings.Contains(p.out.String(), "queues=3") {
 		t.Fatalf("the target did not report three queues:\n%s", p.out.String())
 	}

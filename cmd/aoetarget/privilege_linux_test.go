@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,28 +71,13 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 	if capEff == nil || string(capEff[1]) != fmt.Sprintf("%016x", 1<<13) { // CAP_NET_RAW is 13
 		t.Fatalf("target's effective capabilities %q, want CAP_NET_RAW only", capEff)
 	}
-	tg := l.target()
-	data := make([]byte, 64*1024)
-	rand.Read(data)
-	ctx := ctxT(t, 30*time.Second)
-	if err := l.client.WriteAt(ctx, tg, data, 16); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(data))
-	if err := l.client.ReadAt(ctx, tg, got, 16); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("read back as nobody: %v, equal %v", err, bytes.Equal(got, data))
-	}
+	l.roundTrip(l.target(), 16, 64*1024, 30*time.Second)
 
 	// The file is exported: a second export of it is refused, by the
 	// same user or by root.
+	ctx := ctxT(t, 30*time.Second)
 	for _, second := range []impl{as, ours} {
-		args := []string{"1", "1", l.tif, file}
-		var cmd *exec.Cmd
-		if second.wrap != nil {
-			cmd = l.tgt.Command(ctx, second.wrap[0], append(append(second.wrap[1:len(second.wrap):len(second.wrap)], binPath), args...)...)
-		} else {
-			cmd = l.tgt.Command(ctx, binPath, args...)
-		}
+		cmd := l.command(ctx, second, "1", "1", l.tif, file)
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "in use") {
 			t.Errorf("%s: a second export of the same file: %v\n%s", second.name, err, out)
@@ -103,7 +86,7 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 
 	// Without CAP_NET_RAW: a clear error, not a hang.
 	l2 := newLab(t, 1500)
-	cmd := l2.tgt.Command(ctx, "setpriv", append(append(asNobody("-net_raw").wrap[1:], binPath), "1", "1", l2.tif, sharedImage(t, 64))...)
+	cmd := l2.command(ctx, asNobody("-net_raw"), "1", "1", l2.tif, sharedImage(t, 64))
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(strings.ToLower(string(out)), "not permitted") {
 		t.Errorf("without CAP_NET_RAW: %v\n%s", err, out)
