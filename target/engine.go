@@ -34,14 +34,15 @@ type job struct {
 	nchain  int   // jobs in the chain this job heads
 	ioErr   error // result of the staged I/O
 
-	id       int         // index in the pool (the ring's user data)
-	sync     bool        // do the chain's I/O on a worker, not the ring
-	answered atomic.Bool // a reply was sent (by the worker, or by the watchdog)
-	since    int64       // when a worker or the committer took it (watch.mu)
-	overdue  bool        // the watchdog answered it (watch.mu)
-	span     span
-	deps     int    // conflicting earlier jobs not yet done
-	waiters  []*job // later jobs waiting for this one
+	id        int         // index in the pool (the ring's user data)
+	sync      bool        // do the chain's I/O on a worker, not the ring
+	unwritten bool        // a durable write chain handed to the committer before its write
+	answered  atomic.Bool // a reply was sent (by the worker, or by the watchdog)
+	since     int64       // when a worker or the committer took it (watch.mu)
+	overdue   bool        // the watchdog answered it (watch.mu)
+	span      span
+	deps      int    // conflicting earlier jobs not yet done
+	waiters   []*job // later jobs waiting for this one
 }
 
 // engine runs the requests of one port: a fixed pool of frame buffers,
@@ -130,6 +131,14 @@ type RingStore interface {
 // run starts the chain j heads, which may run now: on the ring (submitted
 // with the next flushRing) if there is one and it can, else on a worker.
 func (e *engine) run(j *job) {
+	if j.io && j.op.write && !j.sync && !e.ringWrites && e.p.s.h.groupCommit() {
+		// Buffered writes to one file serialize on its inode lock, and
+		// they and the flush slow each other down: the committer writes
+		// a whole batch from one thread, then flushes it once.
+		j.unwritten = true
+		e.commit <- j // never blocks: the channel holds the whole pool
+		return
+	}
 	if e.ring == nil || !j.io || j.sync || (j.op.write && !e.ringWrites) {
 		e.work <- j // never blocks: the channel holds the whole pool
 		return
@@ -412,6 +421,22 @@ func (e *engine) release(j *job) {
 func (e *engine) runChain(head *job, w *workerState) (commit bool) {
 	h := e.p.s.h
 	commit = head.op.write && h.groupCommit()
+	e.chainIO(head, w, commit)
+	if commit {
+		return true
+	}
+	for m := head; m != nil; m = m.next {
+		w.queue(e, m, m.ioErr)
+	}
+	w.send(e)
+	return false
+}
+
+// chainIO does the I/O of the chain head heads with one vectored call and
+// records each request's result; if it fails, each request is retried
+// alone. Writes that the committer will flush are not synced here.
+func (e *engine) chainIO(head *job, w *workerState, commit bool) {
+	h := e.p.s.h
 	w.bufs = w.bufs[:0]
 	total := 0
 	for m := head; m != nil; m = m.next {
@@ -427,14 +452,6 @@ func (e *engine) runChain(head *job, w *workerState) (commit bool) {
 		}
 	}
 	clear(w.bufs)
-	if commit {
-		return true
-	}
-	for m := head; m != nil; m = m.next {
-		w.queue(e, m, m.ioErr)
-	}
-	w.send(e)
-	return false
 }
 
 // committer makes the writes that workers hand it durable and acknowledges
@@ -464,6 +481,23 @@ func (e *engine) committer() {
 		for _, c := range batch {
 			e.watch.track(c)
 		}
+		for _, c := range batch {
+			if !c.unwritten {
+				continue
+			}
+			c.unwritten = false
+			e.chainIO(c, w, true)
+			// In the store now: later requests for the same sectors
+			// may run (a read sees the data, a write lands after it).
+			if c.ordered {
+				w.ready = e.sched.done(c, w.ready[:0])
+				for _, r := range w.ready {
+					e.run(r)
+				}
+				clear(w.ready)
+			}
+		}
+		e.flushRing()
 		ferr := h.flush()
 		for _, c := range batch {
 			e.watch.untrack(c)
