@@ -550,6 +550,11 @@ type reader struct {
 	// The chain being built: staged I/Os of this batch for adjacent
 	// sectors, admitted as one job when the next request cannot join it.
 	head, tail *job
+
+	// busySince is when the loop last left its blocking receive
+	// (UnixNano), 0 while it waits there: a loop that stays busy for
+	// long is stuck (see Server.Stuck).
+	busySince atomic.Int64
 }
 
 // maxChain bounds the requests merged into one I/O.
@@ -559,7 +564,7 @@ const maxChain = 32
 // together their batches take at most half the pool.
 func newReader(e *engine, queues int) *reader {
 	batch := max(1, min(maxBatch, cap(e.free)/(2*queues)))
-	return &reader{
+	r := &reader{
 		e:     e,
 		batch: batch,
 		stash: make([]*job, 0, batch),
@@ -567,6 +572,9 @@ func newReader(e *engine, queues int) *reader {
 		bufs:  make([][]byte, batch),
 		lens:  make([]int, batch),
 	}
+	r.busySince.Store(time.Now().UnixNano())
+	e.p.addReader(r)
+	return r
 }
 
 // recv tops up the stash with free buffers and receives frames into them:
@@ -598,7 +606,9 @@ func (r *reader) recv(conn net.PacketConn, wait bool) (int, error) {
 	}
 	if r.mm == nil {
 		j := r.stash[0]
+		r.busySince.Store(0)
 		n, _, err := conn.ReadFrom(j.req)
+		r.busySince.Store(time.Now().UnixNano())
 		if err != nil {
 			return 0, err
 		}
@@ -618,7 +628,13 @@ fill:
 	for i, j := range r.stash {
 		r.bufs[i] = j.req
 	}
+	if wait {
+		r.busySince.Store(0)
+	}
 	n, err := r.mm.recv(r.bufs[:len(r.stash)], r.lens, wait)
+	if wait {
+		r.busySince.Store(time.Now().UnixNano())
+	}
 	clear(r.bufs)
 	for i := range n {
 		r.stash[i].n = r.lens[i]
@@ -758,6 +774,7 @@ func (r *reader) flush() {
 
 // release gives the stash back to the pool, when the loop stops.
 func (r *reader) release() {
+	r.e.p.removeReader(r)
 	r.closeChain()
 	r.e.flushRing()
 	for _, j := range r.stash {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -66,6 +67,9 @@ type Server struct {
 	cfg   ServerConfig
 	log   *slog.Logger
 	ready chan struct{}
+
+	mu    sync.Mutex
+	ports []*port // while Serve runs
 }
 
 // NewServer returns a Server for h. It opens nothing until Serve.
@@ -91,6 +95,25 @@ func NewServer(h *Handler, cfg ServerConfig) *Server {
 // announcement has been sent on it.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
+// Stuck reports a receive loop that has been busy with one batch of
+// frames for longer than limit without returning to its socket: a hung
+// server, which a supervisor (systemd's watchdog) should restart. A loop
+// waiting for frames is not busy, however long it waits; a store that is
+// slow is the I/O deadline's business (ServerConfig.IOTimeout), not this.
+// It returns nil when every loop is fine or Serve is not running.
+func (s *Server) Stuck(limit time.Duration) error {
+	s.mu.Lock()
+	ports := s.ports
+	s.mu.Unlock()
+	now := time.Now().UnixNano()
+	for _, p := range ports {
+		if d := p.stuck(now, limit); d > 0 {
+			return fmt.Errorf("target: the receive loop on %s has been busy for %v", p.name, d.Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
 // Serve opens a socket on every interface, announces the export, and
 // answers requests until ctx is done. It returns an error if an interface
 // cannot be opened at startup; later socket errors (link down, interface
@@ -113,6 +136,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, p := range ports {
 		p.announce()
 	}
+	s.mu.Lock()
+	s.ports = ports
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.ports = nil
+		s.mu.Unlock()
+	}()
 	close(s.ready)
 
 	var wg sync.WaitGroup
@@ -143,6 +174,37 @@ type port struct {
 	info  Port
 	up    bool
 	reopn bool // the interface was recreated: serve must reopen
+
+	readers []*reader // the receive loops running (see Server.Stuck)
+}
+
+func (p *port) addReader(r *reader) {
+	p.mu.Lock()
+	p.readers = append(p.readers, r)
+	p.mu.Unlock()
+}
+
+func (p *port) removeReader(r *reader) {
+	p.mu.Lock()
+	p.readers = slices.DeleteFunc(p.readers, func(x *reader) bool { return x == r })
+	p.mu.Unlock()
+}
+
+// stuck returns how long the longest-busy receive loop of p has been
+// busy, if longer than limit.
+func (p *port) stuck(now int64, limit time.Duration) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var worst time.Duration
+	for _, r := range p.readers {
+		if t := r.busySince.Load(); t != 0 {
+			worst = max(worst, time.Duration(now-t))
+		}
+	}
+	if worst > limit {
+		return worst
+	}
+	return 0
 }
 
 func (p *port) open() error {
