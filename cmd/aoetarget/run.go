@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/aoetarget/aoetarget/aoe"
-	"github.com/aoetarget/aoetarget/blockstore"
-	"github.com/aoetarget/aoetarget/netconf"
+	"github.com/aoetarget/aoetarget/config"
+	"github.com/aoetarget/aoetarget/internal/sdnotify"
 	"github.com/aoetarget/aoetarget/target"
 )
 
@@ -69,12 +69,36 @@ type options struct {
 	logFormat  string
 	logLevel   slog.Level
 	help, vers bool
+
+	// Modes and process-wide settings beyond vblade's.
+	configPath  string   // --config: serve the exports of this file
+	checkConfig string   // --check-config: validate this file and exit
+	only        []string // --export: only these exports of the file
+	vbladeConf  string   // --vblade-conf: a Debian vblade drop-in file
+	stateDir    string   // --state-dir
+	control     string   // --control
+	metrics     string   // --metrics
+	set         func(name string) bool // whether a flag was given
 }
 
 const usageText = `Usage: aoetarget [options] shelf slot netif filename
+       aoetarget --config FILE [--export NAME]... [options]
+       aoetarget --check-config FILE
+       aoetarget --vblade-conf FILE [options]
+       aoetarget status [--control SOCKET]... [--json]
 
 Export filename (a regular file or a block device) as AoE target
-e<shelf>.<slot> on network interface netif.
+e<shelf>.<slot> on network interface netif. With --config, serve every
+export of a config file (see aoetarget.toml(5)) in one process, and re-read
+it on SIGHUP: unchanged exports keep serving untouched. --vblade-conf
+serves a Debian vblade drop-in file (/etc/vblade.conf.d/NAME.conf) as it
+is. The status subcommand shows what running daemons serve.
+
+Modes:
+      --config FILE     serve the exports of FILE (no positional arguments)
+      --export NAME     with --config: serve only this export (repeatable)
+      --check-config FILE  validate FILE, list its exports, and exit
+      --vblade-conf FILE   serve the export of a vblade drop-in file
 
 vblade's options:
   -b, --bufcnt N        advertised buffer count: outstanding requests the
@@ -103,6 +127,14 @@ aoetarget's options:
       --no-io-uring     do disk I/O on threads (pread/pwrite) even where
                         io_uring is available
       --config-string S initial AoE config string (at most 1024 bytes)
+      --state-dir DIR   keep the config string, MAC mask list and reserve
+                        list that initiators set across restarts, in DIR
+                        (default with --config: the file's state_dir,
+                        /var/lib/aoetarget; otherwise none, as vblade)
+      --control SOCKET  answer aoetarget status on this unix socket
+                        (default with --config: the file's control_socket,
+                        /run/aoetarget/control.sock; otherwise none)
+      --metrics ADDR    serve Prometheus metrics at http://ADDR/metrics
       --log-format F    text (default) or json
       --log-level L     debug, info (default), warn or error
   -h, --help            show this help
@@ -132,6 +164,13 @@ func parseArgs(args []string) (*options, error) {
 	fs.IntVar(&o.queues, "queues", 1, "")
 	fs.BoolVar(&o.noRing, "no-io-uring", false, "")
 	fs.StringVar(&o.cstring, "config-string", "", "")
+	fs.StringVar(&o.configPath, "config", "", "")
+	fs.StringVar(&o.checkConfig, "check-config", "", "")
+	fs.StringArrayVar(&o.only, "export", nil, "")
+	fs.StringVar(&o.vbladeConf, "vblade-conf", "", "")
+	fs.StringVar(&o.stateDir, "state-dir", "", "")
+	fs.StringVar(&o.control, "control", "", "")
+	fs.StringVar(&o.metrics, "metrics", "", "")
 	fs.StringVar(&o.logFormat, "log-format", "text", "")
 	level := fs.String("log-level", "info", "")
 	fs.BoolVarP(&o.help, "help", "h", false, "")
@@ -139,7 +178,39 @@ func parseArgs(args []string) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, usagef("%v", err)
 	}
+	o.set = func(name string) bool { return fs.Changed(name) }
 	if o.help || o.vers {
+		return o, nil
+	}
+	if o.checkConfig != "" || o.configPath != "" {
+		// The file holds the exports: none of the one-export flags or
+		// arguments apply.
+		for _, name := range []string{"bufcnt", "direct", "sync", "read-only", "mac", "offset", "length",
+			"writeback", "io-timeout", "queues", "no-io-uring", "config-string", "vblade-conf"} {
+			if fs.Changed(name) {
+				return nil, usagef("--%s: set it in the config file (aoetarget.toml(5)), not with --config", name)
+			}
+		}
+		if o.checkConfig != "" && o.configPath != "" {
+			return nil, usagef("--config and --check-config: pick one")
+		}
+		if fs.NArg() != 0 {
+			return nil, usagef("--config takes no other arguments (got %q)", fs.Arg(0))
+		}
+		if err := parseLogFlags(o, *level); err != nil {
+			return nil, err
+		}
+		return o, nil
+	}
+	if len(o.only) > 0 {
+		return nil, usagef("--export needs --config")
+	}
+	if o.vbladeConf != "" && fs.NArg() == 0 {
+		// The file holds the arguments; run parses them with the
+		// flags given here (vbladeArgs).
+		if err := parseLogFlags(o, *level); err != nil {
+			return nil, err
+		}
 		return o, nil
 	}
 	if *bufcnt < 2 {
@@ -177,13 +248,8 @@ func parseArgs(args []string) (*options, error) {
 	if len(o.cstring) > aoe.MaxConfigStringLen {
 		return nil, usagef("--config-string: %d bytes, at most %d", len(o.cstring), aoe.MaxConfigStringLen)
 	}
-	switch o.logFormat {
-	case "text", "json":
-	default:
-		return nil, usagef("--log-format %s: use text or json", o.logFormat)
-	}
-	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
-		return nil, usagef("--log-level %s: use debug, info, warn or error", *level)
+	if err := parseLogFlags(o, *level); err != nil {
+		return nil, err
 	}
 	pos := fs.Args()
 	if len(pos) != 4 {
@@ -205,9 +271,45 @@ func parseArgs(args []string) (*options, error) {
 	return o, nil
 }
 
+func parseLogFlags(o *options, level string) error {
+	switch o.logFormat {
+	case "text", "json":
+	default:
+		return usagef("--log-format %s: use text or json", o.logFormat)
+	}
+	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return usagef("--log-level %s: use debug, info, warn or error", level)
+	}
+	return nil
+}
+
+// export is the one export of the vblade-style command line.
+func (o *options) export() config.Export {
+	e := config.Export{
+		Shelf:        o.shelf,
+		Slot:         o.slot,
+		File:         o.filename,
+		Interfaces:   []string{o.netif},
+		Offset:       o.offset,
+		Length:       o.length,
+		ReadOnly:     o.readOnly,
+		Direct:       o.direct,
+		Sync:         o.sync,
+		Writeback:    o.writeback,
+		MACs:         o.masks,
+		BufferCount:  o.bufcnt,
+		ConfigString: o.cstring,
+		IOTimeout:    o.ioTimeout,
+		Queues:       o.queues,
+		IOUring:      !o.noRing,
+	}
+	e.Name = e.Address()
+	return e
+}
+
 // newLogger returns the program's logger: text or JSON on stderr, without
 // timestamps when the journal adds its own (JOURNAL_STREAM is set).
-func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if os.Getenv("JOURNAL_STREAM") != "" {
 		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
@@ -225,7 +327,13 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 
 // run is the whole program; it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "status" {
+		return runStatus(args[1:], stdout, stderr)
+	}
 	o, err := parseArgs(args)
+	if err == nil && o.vbladeConf != "" && !o.help && !o.vers {
+		o, err = vbladeArgs(o.vbladeConf, args)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "aoetarget: %v\n", err)
 		return exitUsage
@@ -238,7 +346,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "aoetarget %s\n", version)
 		return exitOK
 	}
-	log := newLogger(stderr, o.logFormat, o.logLevel)
+	if o.checkConfig != "" {
+		return checkConfig(o.checkConfig, stdout, stderr)
+	}
 	if os.Getenv("GOMAXPROCS") == "" {
 		// Workers block in disk system calls (pread, fdatasync); each holds
 		// its P until the runtime takes it back, which can take
@@ -246,100 +356,123 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// on one core this more than doubles O_DIRECT and cold-cache reads.
 		runtime.GOMAXPROCS(max(runtime.NumCPU(), minProcs))
 	}
-	if err := serve(ctx, o, log); err != nil {
+	if err := serve(ctx, o, stderr); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "aoetarget: %v\n", err)
 			return exitUsage
 		}
-		log.Error("aoetarget failed", "err", err)
+		fmt.Fprintf(stderr, "aoetarget: %v\n", err)
 		return exitError
 	}
 	return exitOK
 }
 
-// serve opens the export and serves it until ctx is done.
-func serve(ctx context.Context, o *options, log *slog.Logger) error {
-	store, err := blockstore.Open(o.filename, blockstore.Options{
-		Offset:   o.offset,
-		Length:   o.length,
-		ReadOnly: o.readOnly,
-		Direct:   o.direct,
-		Sync:     o.sync,
-	})
+// vbladeArgs reads a vblade drop-in file and parses the command line it
+// stands for, with the other flags of args (--state-dir, --log-level...).
+func vbladeArgs(path string, args []string) (*options, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, blockstore.ErrWindow) ||
-			errors.Is(err, blockstore.ErrTooSmall) {
-			return usagef("%v", err)
-		}
-		return err
+		return nil, usagef("--vblade-conf: %v", err)
 	}
-	defer func() {
-		// Closing flushes; on a stalled disk that could block for
-		// ever: give up after the I/O deadline.
-		closed := make(chan error, 1)
-		go func() { closed <- store.Close() }()
-		var timeout <-chan time.Time
-		if o.ioTimeout > 0 {
-			timeout = time.After(o.ioTimeout)
-		}
-		select {
-		case err := <-closed:
-			if err != nil {
-				log.Error("closing the store failed", "err", err)
-			}
-		case <-timeout:
-			log.Error("the store did not close within the I/O deadline; exiting anyway", "waited", o.ioTimeout)
-		}
-	}()
-	if _, err := netconf.Lookup(o.netif); err != nil && !errors.Is(err, netconf.ErrLinkDown) {
-		return usagef("%v", err)
-	}
-	host, _ := os.Hostname()
-	log = log.With("target", fmt.Sprintf("e%d.%d", o.shelf, o.slot))
-	h, err := target.NewHandler(target.Config{
-		Major:        o.shelf,
-		Minor:        o.slot,
-		BufferCount:  o.bufcnt,
-		Writeback:    o.writeback,
-		Masks:        o.masks,
-		ConfigString: []byte(o.cstring),
-		Hostname:     host,
-		Firmware:     strings.SplitN(strings.TrimPrefix(version, "v"), "-", 2)[0],
-		Logger:       log,
-	}, store)
+	v, err := config.ParseVblade(path, data)
 	if err != nil {
-		return usagef("%v", err)
+		return nil, usagef("%v", err)
 	}
-	durability := "durable: each write is on stable storage before it is acknowledged"
-	switch {
-	case o.readOnly:
-		durability = "read-only"
-	case o.writeback:
-		durability = "WRITEBACK: writes are acknowledged before they are on stable storage; a power failure can lose them"
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--vblade-conf":
+			i++
+		case strings.HasPrefix(a, "--vblade-conf="):
+		default:
+			rest = append(rest, a)
+		}
 	}
-	log.Info("exporting", "file", o.filename, "sectors", store.Sectors(),
-		"offset", o.offset, "direct", o.direct, "sync", o.sync, "bufcnt", o.bufcnt,
-		"masks", len(o.masks), "writes", durability, "io_timeout", o.ioTimeout, "queues", o.queues, "version", version)
-	srv := target.NewServer(h, target.ServerConfig{Interfaces: []string{o.netif}, Logger: log, IOTimeout: o.ioTimeout, Queues: o.queues, NoRing: o.noRing})
-	if err := srv.Serve(ctx); err != nil {
-		return err
+	o, err := parseArgs(append(rest, v.Args()...))
+	if err != nil {
+		return nil, usagef("%s: %v", path, err)
 	}
-	st := h.Stats()
-	log.Info("stopping", "replies", st.Verdicts[target.Reply].Load(),
-		"reads", st.Reads.Load(), "writes", st.Writes.Load(), "flushes", st.Flushes.Load(), "merged", st.Merged.Load(), "ring_reads", st.ReadIOs.Load(), "ring_writes", st.WriteIOs.Load(), "stalled_io", st.StalledIO.Load(),
-		"ata_errors", st.ATAErrors.Load(), "aoe_errors", st.AoEErrors.Load(), "io_errors", st.IOErrors.Load(),
-		slog.Group("dropped", dropped(st)...))
-	return nil
+	return o, nil
 }
 
-// dropped lists the requests dropped without a reply, by reason.
-func dropped(st *target.Stats) []any {
-	var attrs []any
-	for v := target.Verdict(0); v < target.Verdict(len(st.Verdicts)); v++ {
-		if v != target.Reply {
-			attrs = append(attrs, v.String(), st.Verdicts[v].Load())
-		}
+// checkConfig validates a config file and lists its exports.
+func checkConfig(path string, stdout, stderr io.Writer) int {
+	f, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return exitError
 	}
-	return attrs
+	fmt.Fprintf(stdout, "%s: valid, %d exports\n", path, len(f.Exports))
+	for _, e := range f.Exports {
+		fmt.Fprintf(stdout, "  %s\n", describe(e))
+	}
+	return exitOK
+}
+
+// serve runs the exports until ctx is done: those of the config file, or
+// the command line's one.
+func serve(ctx context.Context, o *options, stderr io.Writer) error {
+	level := new(slog.LevelVar)
+	level.Set(o.logLevel)
+	format := o.logFormat
+	var exports []config.Export
+	var file *config.File
+	stateDir, control, metricsAddr := o.stateDir, o.control, o.metrics
+	if o.configPath != "" {
+		f, err := config.Load(o.configPath)
+		if err != nil {
+			return err
+		}
+		file = f
+		if exports, err = selectExports(f, o.only); err != nil {
+			return usagef("%v", err)
+		}
+		if !o.set("log-level") {
+			level.Set(f.LogLevel)
+		}
+		if !o.set("log-format") {
+			format = f.LogFormat
+		}
+		if !o.set("state-dir") {
+			stateDir = f.StateDir
+		}
+		if !o.set("control") {
+			control = f.ControlSocket
+		}
+		if !o.set("metrics") {
+			metricsAddr = f.MetricsListen
+		}
+	} else {
+		exports = []config.Export{o.export()}
+	}
+	log := newLogger(stderr, format, level)
+	host, _ := os.Hostname()
+	d := &daemon{
+		env:        &env{log: log, stateDir: stateDir, host: host},
+		notify:     sdnotify.New(),
+		level:      level,
+		configPath: o.configPath,
+		only:       o.only,
+	}
+	if file != nil {
+		log.Info("starting", "config", file.Path, "exports", len(exports), "state_dir", stateDir, "control", control, "metrics", metricsAddr, "version", version)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if metricsAddr != "" {
+		stop, err := startMetrics(ctx, metricsAddr, d)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if control != "" {
+		stop, err := serveControl(ctx, control, d)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	return d.run(ctx, exports, o.configPath == "")
 }
