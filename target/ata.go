@@ -19,6 +19,7 @@ func (h *Handler) ata(r *reply) int {
 	if q.CmdStatus != aoe.ATAIdentifyDevice && h.reserved(r.req.Src) {
 		return r.aoeError(aoe.ErrorTargetReserved)
 	}
+	r.a.op = ataOpIndex(q.CmdStatus)
 	a := aoe.ATA{
 		Flags:       q.Flags,
 		SectorCount: q.SectorCount,
@@ -61,7 +62,7 @@ func (h *Handler) ata(r *reply) int {
 		fail(&a, aoe.ATAErrorABRT)
 	}
 	if a.CmdStatus&aoe.ATAStatusERR != 0 {
-		h.stats.ATAErrors.Add(1)
+		r.a.ataErr, r.a.bytes = true, 0
 		n = 0
 	}
 	b, _ = a.AppendHeader(b) // the LBA came from 48 bits on the wire
@@ -113,13 +114,13 @@ func (h *Handler) read(r *reply, q aoe.ATA, a *aoe.ATA, dst []byte) int {
 	if r.stage {
 		if r.cache && h.nowait != nil {
 			if _, err := h.nowait.ReadAtNoWait(dst[:n], off); err == nil {
-				h.stats.Reads.Add(1)
-				h.stats.ReadBytes.Add(uint64(n))
+				r.a.bytes = uint32(n)
 				return n
 			}
 		}
 		r.op = ioOp{off: off, buf: dst[:n]}
 		r.staged = true
+		r.a.bytes = uint32(n) // if it succeeds (see complete)
 		return n
 	}
 	if r.nowait {
@@ -137,8 +138,7 @@ func (h *Handler) read(r *reply, q aoe.ATA, a *aoe.ATA, dst []byte) int {
 		fail(a, aoe.ATAErrorUNC|aoe.ATAErrorABRT)
 		return 0
 	}
-	h.stats.Reads.Add(1)
-	h.stats.ReadBytes.Add(uint64(n))
+	r.a.bytes = uint32(n)
 	return n
 }
 
@@ -161,6 +161,7 @@ func (h *Handler) write(r *reply, q aoe.ATA, a *aoe.ATA) {
 	if r.stage {
 		r.op = ioOp{write: true, off: off, buf: q.Data[:n]}
 		r.staged = true
+		r.a.bytes = uint32(n) // if it succeeds (see complete)
 		return
 	}
 	group := h.groupCommit()
@@ -183,8 +184,7 @@ func (h *Handler) write(r *reply, q aoe.ATA, a *aoe.ATA) {
 			return
 		}
 	}
-	h.stats.Writes.Add(1)
-	h.stats.WriteBytes.Add(uint64(n))
+	r.a.bytes = uint32(n)
 }
 
 // flush makes completed writes durable.
@@ -234,26 +234,30 @@ const (
 // needs the store is validated, its reply built in resp as if it succeeds,
 // and returned in op for the caller to do (then complete). With cache set,
 // a read of cached data is served at once instead.
-func (h *Handler) stage(p Port, req, resp []byte, cache bool, op *ioOp) (int, Verdict, stageResult) {
-	n, v := h.handleOp(p, req, resp, true, op, cache, false)
+//
+// stage describes the request in a, for the caller to record once it sent
+// the reply (or dropped the request); for stageIO, after complete.
+// For stageDeferred, a means nothing: the request is yet to be handled.
+func (h *Handler) stage(p Port, req, resp []byte, cache bool, op *ioOp, a *acct) (int, Verdict, stageResult) {
+	n, v := h.handleOp(p, req, resp, true, op, cache, false, a)
 	switch v {
 	case deferred:
 		return 0, 0, stageDeferred
 	case staged:
 		return n, Reply, stageIO
 	}
-	n, v = h.finish(resp, n, v)
+	n, v = h.finish(resp, n, v, a)
 	return n, v, stageDone
 }
 
 // complete finishes the reply in resp to a request that stage returned in
 // op, given the result of its I/O (for a write, of its flush too): on
 // failure, the reply becomes the ATA error Handle would give. It returns
-// the reply's length and verdict. The caller logs err.
-func (h *Handler) complete(resp []byte, op *ioOp, err error) (int, Verdict) {
+// the reply's length and verdict, and notes the outcome in a, which stage
+// filled in. The caller logs err, and records a once it sent the reply.
+func (h *Handler) complete(resp []byte, op *ioOp, err error, a *acct) (int, Verdict) {
 	n := op.n
-	switch {
-	case err != nil:
+	if err != nil {
 		bits := uint8(aoe.ATAErrorABRT)
 		if !op.write {
 			bits |= aoe.ATAErrorUNC
@@ -261,15 +265,9 @@ func (h *Handler) complete(resp []byte, op *ioOp, err error) (int, Verdict) {
 		resp[aoe.FrameHeaderLen+1] = bits
 		resp[aoe.FrameHeaderLen+3] = aoe.ATAStatusDRDY | aoe.ATAStatusERR
 		n = aoe.FrameHeaderLen + aoe.ATAArgLen
-		h.stats.ATAErrors.Add(1)
-	case op.write:
-		h.stats.Writes.Add(1)
-		h.stats.WriteBytes.Add(uint64(len(op.buf)))
-	default:
-		h.stats.Reads.Add(1)
-		h.stats.ReadBytes.Add(uint64(len(op.buf)))
+		a.ataErr, a.bytes = true, 0
 	}
-	return h.finish(resp, n, Reply)
+	return h.finish(resp, n, Reply, a)
 }
 
 // vectorIO reads into or writes from bufs, total bytes from byte offset

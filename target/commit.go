@@ -26,6 +26,13 @@ type committer struct {
 	waiting   int           // writers waiting for a flush to finish
 	err       error         // result of the last finished flush
 	gatherMax time.Duration // 0 means maxGather
+	joined    int           // writers in sync since the last flush started: the next one's
+
+	// The group-commit histogram: flushes by the writes they acknowledged
+	// (buckets commitBounds), and the sum of those writes. The engine's
+	// committer, which does not use sync, counts here too (observe).
+	sizes [len(commitBounds) + 1]uint64
+	sized uint64
 }
 
 func (c *committer) lock() {
@@ -57,6 +64,7 @@ func (c *committer) sync(flush func() error) error {
 	c.lock()
 	defer c.mu.Unlock()
 	c.writing--
+	c.joined++
 	c.cond.Broadcast()    // a gathering leader may be waiting for us
 	want := c.started + 1 // the first flush to start from now on
 	for c.finished < want {
@@ -70,9 +78,12 @@ func (c *committer) sync(flush func() error) error {
 		c.gather()
 		c.started++
 		gen := c.started
+		n := c.joined
+		c.joined = 0
 		c.mu.Unlock()
 		err := flush()
 		c.mu.Lock()
+		c.observeLocked(n)
 		c.running = false
 		c.finished, c.err = gen, err
 		c.cond.Broadcast()
@@ -100,4 +111,33 @@ func (c *committer) gather() {
 		c.cond.Wait()
 	}
 	t.Stop()
+}
+
+// observe counts a group commit that acknowledged n writes.
+func (c *committer) observe(n int) {
+	c.lock()
+	c.observeLocked(n)
+	c.mu.Unlock()
+}
+
+func (c *committer) observeLocked(n int) {
+	v := uint64(max(n, 0))
+	i := 0
+	for i < len(commitBounds) && v > commitBounds[i] {
+		i++
+	}
+	c.sizes[i]++
+	c.sized += v
+}
+
+// commitSizes returns the group-commit histogram.
+func (c *committer) commitSizes() Histogram {
+	c.lock()
+	defer c.mu.Unlock()
+	h := Histogram{Bounds: commitFloats, Counts: make([]uint64, len(c.sizes)), Sum: float64(c.sized)}
+	for i, n := range c.sizes {
+		h.Counts[i] = n
+		h.Count += n
+	}
+	return h
 }

@@ -11,4 +11,15 @@
 // acknowledged write as stable. Unless the export is configured with
 // Writeback, the Handler acknowledges a write only after the store has made
 // it durable (a store opened with O_SYNC, or a Flush after the write).
+//
+// Counters: the Handler counts every request frame once, per initiator
+// (source MAC, in a table of MaxInitiators entries and an "other" one):
+// by AoE and ATA command, data read and written, ATA and AoE errors,
+// frames dropped by reason, reservation refusals, and, for requests a
+// Server serves, latency histograms from the frame's receipt to its reply
+// being handed to the socket; per export, the requests in flight and the
+// writes each group-commit flush acknowledged. The per-frame path only
+// adds to atomic counters (no lock, no allocation, one clock read per
+// batch of frames); Initiators, InFlight, CommitSizes and Stats take
+// snapshots, which package metrics exposes to Prometheus.
 package target

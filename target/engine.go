@@ -43,6 +43,9 @@ type job struct {
 	span      span
 	deps      int    // conflicting earlier jobs not yet done
 	waiters   []*job // later jobs waiting for this one
+
+	recv int64 // when the receive loop got the request (mono)
+	acct acct  // what the request did, recorded once its reply is sent
 }
 
 // engine runs the requests of one port: a fixed pool of frame buffers,
@@ -324,12 +327,13 @@ type workerState struct {
 	ready []*job
 	bufs  [][]byte // the buffers of a chain's I/O
 	out   [][]byte // replies to send
+	sent  []*job   // the requests of out, to record once sent
 	conn  net.PacketConn
 	mm    *mmsgConn // sends replies in one call; nil for in-memory conns
 }
 
 func newWorkerState() *workerState {
-	return &workerState{bufs: make([][]byte, 0, maxChain), out: make([][]byte, 0, maxBatch)}
+	return &workerState{bufs: make([][]byte, 0, maxChain), out: make([][]byte, 0, maxBatch), sent: make([]*job, 0, maxBatch)}
 }
 
 // queue completes the reply of m, a staged request whose I/O (and flush)
@@ -338,7 +342,7 @@ func (w *workerState) queue(e *engine, m *job, err error) {
 	if !m.answered.CompareAndSwap(false, true) {
 		return // the watchdog answered it: the store was too slow
 	}
-	n, v := e.p.s.h.complete(m.resp, &m.op, err)
+	n, v := e.p.s.h.complete(m.resp, &m.op, err, &m.acct)
 	if w.conn != m.conn {
 		w.send(e)
 		w.conn, w.mm = m.conn, newMmsgConn(m.conn, maxBatch)
@@ -351,9 +355,10 @@ func (w *workerState) queue(e *engine, m *job, err error) {
 		w.send(e)
 	}
 	w.out = append(w.out, m.resp[:n])
+	w.sent = append(w.sent, m)
 }
 
-// send sends the queued replies.
+// send sends the queued replies and counts their requests.
 func (w *workerState) send(e *engine) {
 	if len(w.out) == 0 {
 		return
@@ -361,8 +366,27 @@ func (w *workerState) send(e *engine) {
 	if err := w.mm.send(w.out); err != nil && e.errs.allow() {
 		e.p.log.Warn("send failed", "err", err, "suppressed", e.errs.suppressed())
 	}
+	e.sent(w.sent, 0)
 	clear(w.out)
 	w.out = w.out[:0]
+	clear(w.sent)
+	w.sent = w.sent[:0]
+}
+
+// sent counts the requests of jobs, whose replies were just handed to the
+// socket, and takes them, and dropped more requests (counted already),
+// out of the requests in flight.
+func (e *engine) sent(jobs []*job, dropped int) {
+	h := e.p.s.h
+	if len(jobs) > 0 {
+		now := mono()
+		for _, j := range jobs {
+			h.record(&j.acct, j.recv, now)
+		}
+	}
+	if n := len(jobs) + dropped; n > 0 {
+		h.inflight.Add(-int64(n))
+	}
 }
 
 func (e *engine) worker() {
@@ -375,9 +399,9 @@ func (e *engine) worker() {
 		if j.io {
 			commit = e.runChain(j, w)
 		} else {
-			rn, v := h.Handle(j.info, j.req[:j.n], j.resp)
+			rn, v := h.handleAcct(j.info, j.req[:j.n], j.resp, &j.acct)
 			if j.answered.CompareAndSwap(false, true) {
-				e.reply(j, rn, v)
+				e.reply(j, rn, v) // else the watchdog answered and counted it
 			}
 		}
 		e.watch.untrack(j)
@@ -499,8 +523,17 @@ func (e *engine) committer() {
 		}
 		e.flushRing()
 		ferr := h.flush()
+		writes := 0 // the writes this flush acknowledges
 		for _, c := range batch {
 			e.watch.untrack(c)
+			for m := c; m != nil; m = m.next {
+				if m.ioErr == nil {
+					writes++
+				}
+			}
+		}
+		if writes > 0 {
+			h.commits.observe(writes)
 		}
 		for _, c := range batch {
 			for m := c; m != nil; m = m.next {
@@ -519,15 +552,20 @@ func (e *engine) committer() {
 	}
 }
 
-// reply sends the reply the handler built for j, if any.
+// reply sends the reply the handler built for j, if any, and counts the
+// request.
 func (e *engine) reply(j *job, n int, v Verdict) {
-	if v != Reply {
-		return
+	h := e.p.s.h
+	sent := int64(0)
+	if v == Reply {
+		copy(j.dst.HardwareAddr, j.resp[0:6])
+		if _, err := j.conn.WriteTo(j.resp[:n], j.dst); err != nil && e.errs.allow() {
+			e.p.log.Warn("send failed", "err", err, "suppressed", e.errs.suppressed())
+		}
+		sent = mono()
 	}
-	copy(j.dst.HardwareAddr, j.resp[0:6])
-	if _, err := j.conn.WriteTo(j.resp[:n], j.dst); err != nil && e.errs.allow() {
-		e.p.log.Warn("send failed", "err", err, "suppressed", e.errs.suppressed())
-	}
+	h.record(&j.acct, j.recv, sent)
+	h.inflight.Add(-1)
 }
 
 // maxBatch is the most frames one recvmmsg or sendmmsg call carries.
@@ -541,11 +579,13 @@ type reader struct {
 	conn  net.PacketConn
 	batch int
 
-	stash []*job   // free buffers owned by the reader; stash[:n] just received
-	out   [][]byte // replies to send
-	bufs  [][]byte // receive buffers for recvmmsg
-	lens  []int    // received lengths
-	errs  errLimiter
+	stash   []*job   // free buffers owned by the reader; stash[:n] just received
+	out     [][]byte // replies to send
+	sent    []*job   // the requests of out, to record once sent
+	dropped int      // requests of this round dropped (and recorded)
+	bufs    [][]byte // receive buffers for recvmmsg
+	lens    []int    // received lengths
+	errs    errLimiter
 
 	// The chain being built: staged I/Os of this batch for adjacent
 	// sectors, admitted as one job when the next request cannot join it.
@@ -569,6 +609,7 @@ func newReader(e *engine, queues int) *reader {
 		batch: batch,
 		stash: make([]*job, 0, batch),
 		out:   make([][]byte, 0, batch),
+		sent:  make([]*job, 0, batch),
 		bufs:  make([][]byte, batch),
 		lens:  make([]int, batch),
 	}
@@ -654,8 +695,10 @@ func (r *reader) round(conn net.PacketConn, info Port) error {
 		r.e.flushRing()
 		return err
 	}
+	now := mono() // one clock read per batch
+	r.e.p.s.h.inflight.Add(int64(n))
 	for _, j := range r.stash[:n] {
-		j.conn, j.info = conn, info
+		j.conn, j.info, j.recv = conn, info, now
 		r.dispatch(j)
 	}
 	r.flush()
@@ -672,7 +715,7 @@ func (r *reader) dispatch(j *job) {
 	if k != kindInline && e.watch.stalled.Load() {
 		// The store is stalled: fail at once what needs it, so that
 		// the initiator (and md above it) sees the failure.
-		rn, v := h.HandleUnavailable(j.info, req, j.resp)
+		rn, v := h.handleUnavailable(j.info, req, j.resp, &j.acct)
 		h.stats.StalledIO.Add(1)
 		r.reply(j, rn, v)
 		return
@@ -686,7 +729,7 @@ func (r *reader) dispatch(j *job) {
 		// failed attempt per block is enough.
 		cache := k == kindRead && !e.sched.busy(sp) && !(r.head != nil && r.head.span.conflicts(sp)) &&
 			!(r.tail != nil && !r.tail.op.write && r.tail.span.lba+r.tail.span.n == sp.lba)
-		rn, v, res := h.stage(j.info, req, j.resp, cache, &j.op)
+		rn, v, res := h.stage(j.info, req, j.resp, cache, &j.op, &j.acct)
 		switch res {
 		case stageDone:
 			r.reply(j, rn, v)
@@ -705,7 +748,7 @@ func (r *reader) dispatch(j *job) {
 		j.gone = true
 		e.unordered(j)
 	default:
-		rn, v := h.Handle(j.info, req, j.resp)
+		rn, v := h.handleAcct(j.info, req, j.resp, &j.acct)
 		r.reply(j, rn, v)
 	}
 }
@@ -736,9 +779,12 @@ func (r *reader) closeChain() {
 	}
 }
 
-// reply queues the reply the handler built in j.
+// reply queues the reply the handler built in j, or counts the request
+// it dropped.
 func (r *reader) reply(j *job, n int, v Verdict) {
 	if v != Reply {
+		r.e.p.s.h.record(&j.acct, j.recv, 0)
+		r.dropped++
 		return
 	}
 	if r.mm == nil {
@@ -746,6 +792,7 @@ func (r *reader) reply(j *job, n int, v Verdict) {
 		return
 	}
 	r.out = append(r.out, j.resp[:n])
+	r.sent = append(r.sent, j)
 }
 
 // flush sends the queued replies and drops the buffers handed to workers
@@ -760,6 +807,9 @@ func (r *reader) flush() {
 		clear(r.out)
 		r.out = r.out[:0]
 	}
+	r.e.sent(r.sent, r.dropped)
+	clear(r.sent)
+	r.sent, r.dropped = r.sent[:0], 0
 	n := 0
 	for _, j := range r.stash {
 		if !j.gone {
@@ -875,14 +925,21 @@ func (w *watchdog) run(e *engine) {
 				if !m.answered.CompareAndSwap(false, true) {
 					continue
 				}
-				n, v := h.HandleUnavailable(m.info, m.req[:m.n], buf[:cap(buf)])
+				var a acct
+				n, v := h.handleUnavailable(m.info, m.req[:m.n], buf[:cap(buf)], &a)
 				h.stats.StalledIO.Add(1)
+				sent := int64(0)
 				if v == Reply {
 					copy(m.dst.HardwareAddr, buf[0:6])
 					if _, err := m.conn.WriteTo(buf[:n], m.dst); err != nil && e.errs.allow() {
 						e.p.log.Warn("send failed", "err", err, "suppressed", e.errs.suppressed())
 					}
+					sent = mono()
 				}
+				// The worker's late result is dropped: this is the
+				// request's one count.
+				h.record(&a, m.recv, sent)
+				h.inflight.Add(-1)
 				answered++
 			}
 		}

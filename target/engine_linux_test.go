@@ -238,6 +238,7 @@ func TestEngineStalledStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v.drain() // the counters are checked exactly
 	v.serve(h, ServerConfig{IOTimeout: 200 * time.Millisecond})
 	read := func(tag uint32, lba uint64) []byte {
 		return ataRequest(hostA, tag, aoe.ATA{Flags: aoe.ATAExtended, SectorCount: 2, CmdStatus: aoe.ATAReadSectorsExt, LBA: lba})
@@ -273,7 +274,8 @@ func TestEngineStalledStore(t *testing.T) {
 	close(st.release)
 	// The late write's reply must not be sent; the store serves again
 	// once the watchdog sees it back (a retry, not a timed expectation).
-	for tag := uint32(100); ; tag++ {
+	tag := uint32(100)
+	for ; ; tag++ {
 		v.send(read(tag, 0))
 		f, a, ok := v.reply(10 * time.Second)
 		if !ok {
@@ -289,6 +291,30 @@ func TestEngineStalledStore(t *testing.T) {
 			t.Fatal("the export never served again")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Every request counted once: the write the watchdog answered (not
+	// its late result too), the reads failed while stalled, and the k
+	// reads of the loop, the last of which succeeded.
+	k := uint64(tag - 100 + 1)
+	x := &trafficMix{frames: int(4 + k)}
+	x.settle(t, h)
+	got := h.Initiators()
+	want := InitiatorStats{MAC: v.imac, ReadBytes: 2 * 1024, ATAErrors: 1 + k}
+	want.Requests[ReqATA] = 4 + k
+	want.ATA[ATARead], want.ATA[ATAWrite], want.ATA[ATAIdentify] = 2+k, 1, 1
+	want.ATAErrorsByOp[ATARead], want.ATAErrorsByOp[ATAWrite] = k, 1
+	if d := countersDiff([]InitiatorStats{want}, got); d != "" {
+		t.Errorf("counters (-want +got):\n%s", d)
+	}
+	if len(got) == 1 {
+		wantLatency(t, got[0], [NumLatencyOps]uint64{2 + k, 1, 1})
+	}
+	// The late write completes after its answer: give it time to be
+	// (wrongly) counted, and check again.
+	time.Sleep(100 * time.Millisecond)
+	if d := countersDiff([]InitiatorStats{want}, h.Initiators()); d != "" || h.InFlight() != 0 {
+		t.Errorf("after the late write: %d in flight; counters (-want +got):\n%s", h.InFlight(), d)
 	}
 }
 

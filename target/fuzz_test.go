@@ -143,7 +143,8 @@ func FuzzStage(f *testing.F) {
 
 		got := make([]byte, p.MTU+aoe.EthernetHeaderLen)
 		var op ioOp
-		n, v, res := h2.stage(p, req, got, cache, &op)
+		var a acct
+		n, v, res := h2.stage(p, req, got, cache, &op, &a)
 		switch res {
 		case stageDeferred:
 			n, v = h2.Handle(p, req, got) // what the engine does with it
@@ -169,10 +170,16 @@ func FuzzStage(f *testing.F) {
 			} else {
 				_, ioErr = windowStore{m2, t}.ReadAt(op.buf, op.off)
 			}
-			n, v = h2.complete(got, &op, ioErr)
+			n, v = h2.complete(got, &op, ioErr, &a)
+		}
+		if res != stageDeferred {
+			h2.record(&a, 0, 0) // what the engine does once it sent the reply
 		}
 		if v != wv || !bytes.Equal(got[:n], want[:wn]) {
 			t.Fatalf("engine path: %v, %d bytes\n%x\nHandle: %v, %d bytes\n%x", v, n, got[:n], wv, wn, want[:wn])
+		}
+		if d := countersDiff(h1.Initiators(), h2.Initiators()); d != "" {
+			t.Fatalf("the engine path counted differently from Handle (-Handle +engine):\n%s", d)
 		}
 		if !bytes.Equal(m1.Bytes(), m2.Bytes()) {
 			t.Fatal("the store differs between the engine path and Handle")

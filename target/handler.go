@@ -114,27 +114,32 @@ const (
 	DropBadSource                   // source MAC is a group or zero address
 	DropMasked                      // source MAC not on a non-empty mask list
 	DropNoMatch                     // config test or test-prefix did not match
-	numVerdicts
+
+	// NumVerdicts is the number of verdicts (the length of
+	// InitiatorStats.Dropped).
+	NumVerdicts
 
 	// deferred is TryHandle's internal verdict for a request that needs
 	// a goroutine that may block.
-	deferred = numVerdicts     // TryHandle: the request needs Handle
-	staged   = numVerdicts + 1 // stage: the request is an ioOp
+	deferred = NumVerdicts     // TryHandle: the request needs Handle
+	staged   = NumVerdicts + 1 // stage: the request is an ioOp
 )
 
-var verdictNames = [numVerdicts]string{"reply", "malformed", "response", "not-addressed", "bad-source", "masked", "no-match"}
+var verdictNames = [NumVerdicts]string{"reply", "malformed", "response", "not-addressed", "bad-source", "masked", "no-match"}
 
 // String returns the verdict's name, as used in metrics.
 func (v Verdict) String() string {
-	if v < numVerdicts {
+	if v < NumVerdicts {
 		return verdictNames[v]
 	}
 	return fmt.Sprintf("Verdict(%d)", uint8(v))
 }
 
-// Stats counts what a Handler did. All fields are updated atomically.
+// Stats counts what a Handler did: a snapshot (see Handler.Stats). The
+// counts of requests are the sums over the initiators (see
+// InitiatorStats); the others are the engine's.
 type Stats struct {
-	Verdicts    [numVerdicts]atomic.Uint64
+	Verdicts    [NumVerdicts]atomic.Uint64
 	Reads       atomic.Uint64 // ATA read commands completed
 	Writes      atomic.Uint64 // ATA write commands completed
 	ReadBytes   atomic.Uint64
@@ -167,7 +172,12 @@ type Handler struct {
 	onChange func(State)
 	commits  committer
 
-	stats Stats
+	// stats holds the engine's counters (Flushes, Merged, StalledIO,
+	// ReadIOs, WriteIOs, IOErrors); the others are in inits.
+	stats    Stats
+	inits    initiatorTable
+	inflight atomic.Int64 // requests a Server received and did not answer yet
+	_        [56]byte     // inflight changes with every batch: keep mu off its cache line
 
 	mu      sync.RWMutex // guards the fields below
 	cstring []byte
@@ -242,9 +252,6 @@ func DefaultSerial(major uint16, minor uint8, host string) string {
 	return fmt.Sprintf("%d.%d:%08x", major, minor, f.Sum32())
 }
 
-// Stats returns the handler's counters.
-func (h *Handler) Stats() *Stats { return &h.stats }
-
 // State returns a copy of the export's AoE state.
 func (h *Handler) State() State {
 	h.mu.RLock()
@@ -294,32 +301,47 @@ type Port struct {
 // with the Reply verdict, or 0 and the reason the request is dropped.
 // resp must not overlap req. Handle may block on the store.
 //
+// Handle counts the request in the handler's counters (see Initiators),
+// untimed: only a Server times requests, from their receipt.
+//
 // Replies shorter than the 60-byte Ethernet minimum are zero-padded to it:
 // a real NIC pads on the wire, but virtual links (veth, tap, bridges) carry
 // short frames as they are, and some initiators (aoeping) ignore frames
 // under 60 bytes.
 func (h *Handler) Handle(p Port, req, resp []byte) (int, Verdict) {
-	n, v := h.handle(p, req, resp, false)
-	return h.finish(resp, n, v)
+	var a acct
+	n, v := h.handleAcct(p, req, resp, &a)
+	h.record(&a, 0, 0)
+	return n, v
+}
+
+// handleAcct is Handle without counting the request: it describes it in
+// a, for record.
+func (h *Handler) handleAcct(p Port, req, resp []byte, a *acct) (int, Verdict) {
+	n, v := h.handleOp(p, req, resp, false, nil, false, false, a)
+	return h.finish(resp, n, v, a)
 }
 
 // TryHandle is Handle for a goroutine that must not block on the disk: it
 // answers every request that needs no storage, and reads whose data the
 // store has cached, and returns ok false, having done nothing, for the
 // requests that must go to Handle on a goroutine that may block (other
-// reads, writes and flushes).
+// reads, writes and flushes). It counts the requests it answers or drops
+// as Handle does, and not those it leaves to Handle.
 func (h *Handler) TryHandle(p Port, req, resp []byte) (n int, v Verdict, ok bool) {
-	n, v = h.handle(p, req, resp, true)
+	var a acct
+	n, v = h.handleOp(p, req, resp, true, nil, false, false, &a)
 	if v == deferred {
 		return 0, 0, false
 	}
-	n, v = h.finish(resp, n, v)
+	n, v = h.finish(resp, n, v, &a)
+	h.record(&a, 0, 0)
 	return n, v, true
 }
 
-// finish counts the verdict and pads a short reply.
-func (h *Handler) finish(resp []byte, n int, v Verdict) (int, Verdict) {
-	h.stats.Verdicts[v].Add(1)
+// finish notes the verdict in a and pads a short reply.
+func (h *Handler) finish(resp []byte, n int, v Verdict, a *acct) (int, Verdict) {
+	a.v = v
 	if v == Reply && n < MinFrameLen {
 		clear(resp[n:MinFrameLen])
 		n = MinFrameLen
@@ -330,17 +352,22 @@ func (h *Handler) finish(resp []byte, n int, v Verdict) (int, Verdict) {
 // MinFrameLen is the shortest Ethernet frame, without its checksum.
 const MinFrameLen = 60
 
-func (h *Handler) handle(p Port, req, resp []byte, nowait bool) (int, Verdict) {
-	return h.handleOp(p, req, resp, nowait, nil, false, false)
-}
-
 // HandleUnavailable is Handle for when the store cannot be used (it
 // stalls): requests that need the store (reads, writes, flushes) get the
 // ATA error a failed I/O gets, at once, without touching it; the others
-// are answered as usual.
+// are answered as usual. It counts the request as Handle does.
 func (h *Handler) HandleUnavailable(p Port, req, resp []byte) (int, Verdict) {
-	n, v := h.handleOp(p, req, resp, false, nil, false, true)
-	return h.finish(resp, n, v)
+	var a acct
+	n, v := h.handleUnavailable(p, req, resp, &a)
+	h.record(&a, 0, 0)
+	return n, v
+}
+
+// handleUnavailable is HandleUnavailable without counting the request: it
+// describes it in a, for record.
+func (h *Handler) handleUnavailable(p Port, req, resp []byte, a *acct) (int, Verdict) {
+	n, v := h.handleOp(p, req, resp, false, nil, false, true, a)
+	return h.finish(resp, n, v, a)
 }
 
 // handleOp is handle; with op non-nil, reads and writes that need the
@@ -348,11 +375,18 @@ func (h *Handler) HandleUnavailable(p Port, req, resp []byte) (int, Verdict) {
 // op with the staged verdict (reads served from the cache first if cache
 // is set).
 // With unavailable set, requests that need the store fail at once.
-func (h *Handler) handleOp(p Port, req, resp []byte, nowait bool, op *ioOp, cache, unavailable bool) (int, Verdict) {
+// It describes the request in a (but for its final verdict, which finish
+// or complete notes), for record.
+func (h *Handler) handleOp(p Port, req, resp []byte, nowait bool, op *ioOp, cache, unavailable bool, a *acct) (int, Verdict) {
+	*a = acct{op: noOp}
 	f, err := aoe.ParseFrame(req)
 	if err != nil {
+		if len(req) >= 12 {
+			copy(a.src[:], req[6:12]) // the source, if it has one
+		}
 		return 0, DropMalformed
 	}
+	a.src, a.cmd = f.Src, cmdIndex(f.Header.Command)
 	if f.Header.Response() {
 		return 0, DropResponse
 	}
@@ -366,13 +400,20 @@ func (h *Handler) handleOp(p Port, req, resp []byte, nowait bool, op *ioOp, cach
 		return 0, DropMasked
 	}
 	r := reply{h: h, port: p, req: f, buf: resp, nowait: nowait || op != nil, stage: op != nil, cache: cache,
-		unavailable: unavailable}
-	if f.Header.Version != aoe.Version {
+		unavailable: unavailable, a: *a}
+	n, v := h.command(&r, op)
+	*a = r.a
+	return n, v
+}
+
+// command answers the request r, which passed handleOp's checks.
+func (h *Handler) command(r *reply, op *ioOp) (int, Verdict) {
+	if r.req.Header.Version != aoe.Version {
 		return r.aoeError(aoe.ErrorUnsupportedVersion), Reply
 	}
-	switch f.Header.Command {
+	switch r.req.Header.Command {
 	case aoe.CommandATA:
-		n := h.ata(&r)
+		n := h.ata(r)
 		if r.deferred {
 			return 0, deferred
 		}
@@ -385,14 +426,11 @@ func (h *Handler) handleOp(p Port, req, resp []byte, nowait bool, op *ioOp, cach
 		}
 		return n, Reply
 	case aoe.CommandQueryConfig:
-		h.stats.ConfigReqs.Add(1)
-		return h.config(&r)
+		return h.config(r)
 	case aoe.CommandMacMask:
-		h.stats.MaskReqs.Add(1)
-		return h.macMask(&r), Reply
+		return h.macMask(r), Reply
 	case aoe.CommandReserve:
-		h.stats.ReserveReqs.Add(1)
-		return h.reserveRelease(&r), Reply
+		return h.reserveRelease(r), Reply
 	}
 	return r.aoeError(aoe.ErrorUnrecognizedCommand), Reply
 }
@@ -420,6 +458,7 @@ type reply struct {
 	staged       bool // the request is in op
 	op           ioOp
 	unavailable  bool // the store stalls: fail what needs it (HandleUnavailable)
+	a            acct // what the request did, for the counters
 }
 
 // headers appends the Ethernet and AoE headers of the reply, with the given
@@ -431,7 +470,7 @@ func (r *reply) headers(code aoe.Error) []byte {
 	if code != 0 {
 		hdr.Flags |= aoe.FlagError
 		hdr.Error = code
-		r.h.stats.AoEErrors.Add(1)
+		r.a.aoeErr = code
 	}
 	hdr.Version = aoe.Version
 	hdr.Major, hdr.Minor = r.h.major, r.h.minor

@@ -744,6 +744,9 @@ func TestCommitterGathers(t *testing.T) {
 	if c.writing != 0 {
 		t.Fatalf("writing = %d", c.writing)
 	}
+	if h := c.commitSizes(); h.Count != 1 || h.Sum != writers || h.Counts[3] != 1 {
+		t.Fatalf("group-commit histogram %+v, want one flush of %d writes (bucket 8)", h, writers)
+	}
 }
 
 func TestCommitter(t *testing.T) {

@@ -55,7 +55,8 @@ func TestStageComplete(t *testing.T) {
 			// What stage, the I/O and complete answer.
 			got := make([]byte, 1514)
 			var op ioOp
-			n, v, res := h2.stage(port1500, req, got, false, &op)
+			var a acct
+			n, v, res := h2.stage(port1500, req, got, false, &op, &a)
 			if res != tt.want {
 				t.Fatalf("stage result %d, want %d", res, tt.want)
 			}
@@ -69,11 +70,12 @@ func TestStageComplete(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				n, v = h2.complete(got, &op, tt.err)
+				n, v = h2.complete(got, &op, tt.err, &a)
 			}
 			if res == stageDeferred {
 				return
 			}
+			h2.record(&a, 0, 0) // what the engine does once it sent the reply
 			if v != wv || !bytes.Equal(got[:n], want[:wn]) {
 				t.Errorf("staged reply (%v, %d bytes)\n%x\nHandle's (%v, %d bytes)\n%x", v, n, got[:n], wv, wn, want[:wn])
 			}
@@ -83,6 +85,9 @@ func TestStageComplete(t *testing.T) {
 				t.Errorf("stats differ: reads %d/%d writes %d/%d ata errors %d/%d replies %d/%d",
 					s2.Reads.Load(), s1.Reads.Load(), s2.Writes.Load(), s1.Writes.Load(),
 					s2.ATAErrors.Load(), s1.ATAErrors.Load(), s2.Verdicts[Reply].Load(), s1.Verdicts[Reply].Load())
+			}
+			if d := countersDiff(h1.Initiators(), h2.Initiators()); d != "" {
+				t.Errorf("per-initiator counters differ (-Handle +stage):\n%s", d)
 			}
 		})
 	}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,7 +191,8 @@ func TestDaemonReload(t *testing.T) {
 	l := newLab(t, 1500)
 	imgA, imgB, imgC := image(t, 2048, 0), image(t, 64, 0), image(t, 64, 0)
 	control := filepath.Join(t.TempDir(), "control.sock")
-	head := fmt.Sprintf("state_dir = %q\ncontrol_socket = %q\n", t.TempDir(), control)
+	const metricsAddr = "127.0.0.1:9940" // in the target's own namespace
+	head := fmt.Sprintf("state_dir = %q\ncontrol_socket = %q\nmetrics_listen = %q\n", t.TempDir(), control, metricsAddr)
 	v1 := head + exportTOML("a", 3, imgA, l.tif) + exportTOML("b", 4, imgB, l.tif)
 	d := l.startDaemon(v1)
 	m := d.notify.expect("READY=1", 30*time.Second)
@@ -249,12 +253,39 @@ func TestDaemonReload(t *testing.T) {
 		t.Errorf("unchanged export a: %d operations, %d failed (first: %v), %d needed a resend", res.ops, res.failed, res.firstErr, res.stalled)
 	}
 
+	// The metrics count exactly the client's traffic on a: each
+	// operation wrote and read 8 KiB in 8 frames of 1 KiB.
+	page := l.scrape(metricsAddr)
+	ini := fmt.Sprintf(`export="a",initiator=%q`, l.srcMAC.String())
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"aoetarget_written_bytes_total", float64(res.ops * 8192)},
+		{"aoetarget_read_bytes_total", float64(res.ops * 8192)},
+		{`aoetarget_ata_commands_total{op="write"}`, float64(res.ops * 8)},
+		{`aoetarget_ata_commands_total{op="read"}`, float64(res.ops * 8)},
+		{`aoetarget_dropped_total{reason="malformed"}`, 0},
+		{`aoetarget_ata_errors_total{op="write"}`, 0},
+		{`aoetarget_request_duration_seconds_count{op="write"}`, float64(res.ops * 8)},
+	} {
+		if got, ok := metricValue(page, c.name, ini); !ok || got != c.want {
+			t.Errorf("%s{%s} = %v (found %v), want %v", c.name, ini, got, ok, c.want)
+		}
+	}
+	if got, ok := metricValue(page, "aoetarget_in_flight_requests", `export="a"`); !ok || got != 0 {
+		t.Errorf("in-flight requests on a at rest: %v (found %v)", got, ok)
+	}
+	if _, ok := metricValue(page, "aoetarget_export_sectors", `export="b"`); ok {
+		t.Error("the removed export b still has metrics")
+	}
+
 	// The status table lists both exports and our initiator.
 	out, err = l.tgt.Command(context.Background(), binPath, "status", "--control", control, "--interval", "200ms").CombinedOutput()
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
-	for _, want := range []string{"EXPORT", "a ", "e7.3", "c ", "e7.5", "serving", "2 reloads"} {
+	for _, want := range []string{"EXPORT", "a ", "e7.3", "c ", "e7.5", "serving", "2 reloads", "initiator " + l.srcMAC.String()} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
@@ -268,6 +299,53 @@ func TestDaemonReload(t *testing.T) {
 	if _, err := os.Stat(control); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("control socket left behind: %v", err)
 	}
+}
+
+// scrape fetches http://addr/metrics in the target's namespace.
+func (l *lab) scrape(addr string) string {
+	l.t.Helper()
+	var conn net.Conn
+	if err := l.tgt.Do(func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", addr, 5*time.Second) // the socket lives in the namespace it was made in
+		return err
+	}); err != nil {
+		l.t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", addr)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		l.t.Fatalf("scrape: %v, status %s", err, resp.Status)
+	}
+	return string(b)
+}
+
+// metricValue finds the sample of name (with its own labels inside {},
+// if any) whose labels also contain want, in Prometheus text format.
+func metricValue(page, name, want string) (float64, bool) {
+	base, labels, _ := strings.Cut(strings.TrimSuffix(name, "}"), "{")
+	for _, line := range strings.Split(page, "\n") {
+		rest, ok := strings.CutPrefix(line, base+"{")
+		if !ok {
+			continue
+		}
+		ls, val, ok := strings.Cut(rest, "} ")
+		if !ok || !strings.Contains(ls, want) || (labels != "" && !strings.Contains(ls, labels)) {
+			continue
+		}
+		var f float64
+		if _, err := fmt.Sscan(val, &f); err == nil {
+			return f, true
+		}
+	}
+	return 0, false
 }
 
 // TestDaemonWatchdog checks the keep-alives a daemon sends when systemd
