@@ -143,8 +143,8 @@ func exportTOML(name string, slot int, file, netif string, extra ...string) stri
 // stopped, counting what failed or had to be resent.
 type load struct {
 	ops, failed, stalled int
-	worst               time.Duration
-	firstErr            error
+	worst                time.Duration
+	firstErr             error
 }
 
 func (l *lab) runLoad(ctx context.Context, tg initiator.Target, sectors int, timeout time.Duration) *load {
@@ -481,5 +481,3 @@ func TestCheckConfig(t *testing.T) {
 	}
 	t.Logf("--check-config on a conflict: %s", out)
 }
-
-

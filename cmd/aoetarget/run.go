@@ -71,13 +71,13 @@ type options struct {
 	help, vers bool
 
 	// Modes and process-wide settings beyond vblade's.
-	configPath  string   // --config: serve the exports of this file
-	checkConfig string   // --check-config: validate this file and exit
-	only        []string // --export: only these exports of the file
-	vbladeConf  string   // --vblade-conf: a Debian vblade drop-in file
-	stateDir    string   // --state-dir
-	control     string   // --control
-	metrics     string   // --metrics
+	configPath  string                 // --config: serve the exports of this file
+	checkConfig string                 // --check-config: validate this file and exit
+	only        []string               // --export: only these exports of the file
+	vbladeConf  string                 // --vblade-conf: a Debian vblade drop-in file
+	stateDir    string                 // --state-dir
+	control     string                 // --control
+	metrics     string                 // --metrics
 	set         func(name string) bool // whether a flag was given
 }
 

@@ -86,7 +86,6 @@ func (n *Notifier) Status(status string) error { return n.Send("STATUS=" + oneLi
 // Watchdog sends a keep-alive.
 func (n *Notifier) Watchdog() error { return n.Send("WATCHDOG=1") }
 
-
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // ErrNoWatchdog is returned by WatchdogInterval when the manager expects no
