@@ -81,7 +81,7 @@ func (v *vethPair) send(b []byte) {
 }
 
 // serve runs h on the target's end until the test ends.
-func (v *vethPair) serve(h *Handler, cfg ServerConfig) {
+func (v *vethPair) serve(h *Handler, cfg ServerConfig) *Server {
 	cfg.Interfaces = []string{v.tifi.Name}
 	cfg.Lookup = func(string) (*net.Interface, error) { return v.tifi, nil }
 	if cfg.Listen == nil {
@@ -98,6 +98,8 @@ func (v *vethPair) serve(h *Handler, cfg ServerConfig) {
 			v.t.Error(err)
 		}
 	})
+	<-srv.Ready()
+	return srv
 }
 
 // reply returns the next ATA reply (skipping the announcement), waiting at
@@ -561,5 +563,56 @@ func TestEngineStopStalled(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return while a write was stuck in the store")
+	}
+}
+
+// TestServerStuck makes the receive loop hang inside a request (a cached
+// read that blocks in the store) and checks that Stuck reports it, and
+// that a loop waiting for frames, however long, is not stuck.
+func TestServerStuck(t *testing.T) {
+	v := newVethPair(t)
+	m := blockstore.NewMemory(testSectors)
+	var hang atomic.Bool
+	release := make(chan struct{})
+	m.SetFault(func(op blockstore.Op, off int64, n int) error {
+		if op == blockstore.OpRead && hang.Load() {
+			<-release
+		}
+		return nil
+	})
+	h, err := NewHandler(Config{Major: 1, Minor: 2}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := v.serve(h, ServerConfig{NoRing: true})
+	read := func(tag uint32) []byte {
+		return ataRequest(hostA, tag, aoe.ATA{Flags: aoe.ATAExtended, SectorCount: 2, CmdStatus: aoe.ATAReadSectorsExt})
+	}
+	v.send(read(1))
+	if _, _, ok := v.reply(5 * time.Second); !ok {
+		t.Fatal("no reply")
+	}
+	time.Sleep(300 * time.Millisecond) // idle, waiting for frames
+	if err := srv.Stuck(100 * time.Millisecond); err != nil {
+		t.Fatalf("an idle server is stuck: %v", err)
+	}
+	hang.Store(true)
+	v.send(read(2))
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Stuck(100*time.Millisecond) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a receive loop hung in a request is never reported stuck")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("reported: %v", srv.Stuck(100*time.Millisecond))
+	hang.Store(false)
+	close(release)
+	if _, _, ok := v.reply(5 * time.Second); !ok {
+		t.Fatal("no reply after the store returned")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := srv.Stuck(100 * time.Millisecond); err != nil {
+		t.Fatalf("still stuck after the store returned: %v", err)
 	}
 }
