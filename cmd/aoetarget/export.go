@@ -299,7 +299,11 @@ func dropped(st *target.Stats) []any {
 // describe is one line about an export for logs and --check-config.
 func describe(e config.Export) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s (%s) %s on %s", e.Name, e.Address(), e.File, strings.Join(e.Interfaces, ","))
+	b.WriteString(e.Name)
+	if e.Name != e.Address() {
+		fmt.Fprintf(&b, " (%s)", e.Address())
+	}
+	fmt.Fprintf(&b, " %s on %s", e.File, strings.Join(e.Interfaces, ","))
 	if e.Offset != 0 || e.Length != 0 {
 		fmt.Fprintf(&b, ", sectors %d+%d", e.Offset, e.Length)
 	}
