@@ -29,6 +29,7 @@ type daemon struct {
 	configPath string
 	only       []string
 	started    time.Time
+	file       *config.File // as read at start: its process-wide keys are in force
 
 	mu      sync.Mutex // guards the fields below
 	runners []*exportRunner
@@ -131,6 +132,19 @@ func (d *daemon) reload(ctx context.Context) error {
 		return err
 	}
 	d.level.Set(f.LogLevel)
+	if d.file != nil {
+		for _, k := range []struct{ key, was, now string }{
+			{"state_dir", d.file.StateDir, f.StateDir},
+			{"control_socket", d.file.ControlSocket, f.ControlSocket},
+			{"metrics_listen", d.file.MetricsListen, f.MetricsListen},
+			{"log_format", d.file.LogFormat, f.LogFormat},
+		} {
+			if k.was != k.now {
+				log.Warn("a process-wide setting changed; it takes effect at the next restart",
+					"key", k.key, "before", k.was, "after", k.now)
+			}
+		}
+	}
 	added, removed, changed, kept := d.apply(ctx, want)
 	d.mu.Lock()
 	d.lastErr = nil

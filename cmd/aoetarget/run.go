@@ -454,6 +454,7 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		level:      level,
 		configPath: o.configPath,
 		only:       o.only,
+		file:       file,
 	}
 	if file != nil {
 		log.Info("starting", "config", file.Path, "exports", len(exports), "state_dir", stateDir, "control", control, "metrics", metricsAddr, "version", version)
