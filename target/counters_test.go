@@ -1,10 +1,8 @@
 package target
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -13,8 +11,6 @@ import (
 
 	"github.com/aoetarget/aoetarget/aoe"
 	"github.com/aoetarget/aoetarget/blockstore"
-	"github.com/aoetarget/aoetarget/initiator/initiatortest"
-	"github.com/aoetarget/aoetarget/netconf"
 )
 
 // countersDiff compares two snapshots of per-initiator counters, but for
@@ -376,24 +372,12 @@ func TestCountersServer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tconn, iconn := initiatortest.Pipe()
-			ifi := &net.Interface{Index: 1, Name: "fake0", MTU: 1500, HardwareAddr: targetMAC.HardwareAddr(), Flags: net.FlagUp}
-			srv := NewServer(h, ServerConfig{
-				Interfaces:      []string{"fake0"},
-				Lookup:          func(string) (*net.Interface, error) { return ifi, nil },
-				Listen:          func(*net.Interface, netconf.Config) (net.PacketConn, error) { return tconn, nil },
-				MonitorInterval: time.Hour,
-			})
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ctx) }()
+			iconn, stop := servePipe(t, h, ServerConfig{})
 			defer func() {
-				cancel()
-				if err := <-done; err != nil {
+				if err := stop(); err != nil {
 					t.Error(err)
 				}
 			}()
-			<-srv.Ready()
 
 			x := newTrafficMix(targetMAC, hostA, hostB, aoe.MAC{0x02, 0, 0, 0, 0, 0xcc}, true)
 			buf := make([]byte, 9100)

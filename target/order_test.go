@@ -91,18 +91,7 @@ func TestServerOrdering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tconn, iconn := initiatortest.Pipe()
-	ifi := &net.Interface{Index: 1, Name: "fake0", MTU: 1500, HardwareAddr: targetMAC.HardwareAddr(), Flags: net.FlagUp}
-	srv := NewServer(h, ServerConfig{
-		Interfaces:      []string{"fake0"},
-		Lookup:          func(string) (*net.Interface, error) { return ifi, nil },
-		Listen:          func(*net.Interface, netconf.Config) (net.PacketConn, error) { return tconn, nil },
-		MonitorInterval: time.Hour,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	<-srv.Ready()
+	iconn, stop := servePipe(t, h, ServerConfig{})
 
 	const pairs = 50
 	model := make([]byte, 10*512) // what arrival order gives
@@ -137,8 +126,29 @@ func TestServerOrdering(t *testing.T) {
 			}
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// servePipe serves h with cfg over an in-memory link (interface fake0, MTU
+// 1500) and returns the initiator's end and a function that stops the
+// server and returns Serve's error. The server is ready when it returns.
+func servePipe(t *testing.T, h *Handler, cfg ServerConfig) (iconn net.PacketConn, stop func() error) {
+	t.Helper()
+	tconn, iconn := initiatortest.Pipe()
+	ifi := &net.Interface{Index: 1, Name: "fake0", MTU: 1500, HardwareAddr: targetMAC.HardwareAddr(), Flags: net.FlagUp}
+	cfg.Interfaces = []string{"fake0"}
+	cfg.Lookup = func(string) (*net.Interface, error) { return ifi, nil }
+	cfg.Listen = func(*net.Interface, netconf.Config) (net.PacketConn, error) { return tconn, nil }
+	cfg.MonitorInterval = time.Hour
+	srv := NewServer(h, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	<-srv.Ready()
+	return iconn, func() error {
+		cancel()
+		return <-done
 	}
 }
