@@ -483,34 +483,9 @@ func TestParseErrors(t *testing.T) {
 			if f != nil {
 				t.Errorf("Parse returned a File with an error")
 			}
-			var errs Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("error %T is not Errors: %v", err, err)
-			}
-			n := tt.n
-			if n == 0 {
-				n = 1
-			}
-			if len(errs) != n {
-				t.Errorf("got %d errors, want %d:\n%v", len(errs), n, err)
-			}
-			found := false
-			for _, e := range errs {
-				if e.Path != testPath {
-					t.Errorf("error %q has path %q", e, e.Path)
-				}
-				if e.Line == tt.line && strings.Contains(e.Msg, tt.msg) {
-					found = true
-				}
-			}
-			if !found {
-				t.Errorf("no error at line %d containing %q in:\n%v", tt.line, tt.msg, err)
-			}
+			checkErrors(t, err, testPath, tt.n, tt.line, tt.msg)
 			if os.Getenv("CONFIG_SHOW_ERRORS") != "" {
 				t.Logf("%s:\n%v", tt.name, err)
-			}
-			if !strings.HasPrefix(err.Error(), testPath+":") {
-				t.Errorf("error does not start with the path: %v", err)
 			}
 		})
 	}
@@ -851,5 +826,37 @@ func checkFile(t testing.TB, f *File) {
 			bad("file %s shared", e.File)
 		}
 		writable[clean] = writable[clean] || !e.ReadOnly
+	}
+}
+
+// checkErrors checks that err is an Errors of n problems (0 means 1), each
+// about path, one of them at line with a message containing msg, and that
+// the error text starts with the path.
+func checkErrors(t *testing.T, err error, path string, n, line int, msg string) {
+	t.Helper()
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error %T is not Errors: %v", err, err)
+	}
+	if n == 0 {
+		n = 1
+	}
+	if len(errs) != n {
+		t.Errorf("got %d errors, want %d:\n%v", len(errs), n, err)
+	}
+	found := false
+	for _, e := range errs {
+		if e.Path != path {
+			t.Errorf("error %q has path %q", e, e.Path)
+		}
+		if e.Line == line && strings.Contains(e.Msg, msg) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no error at line %d containing %q in:\n%v", line, msg, err)
+	}
+	if !strings.HasPrefix(err.Error(), path+":") {
+		t.Errorf("error does not start with the path: %v", err)
 	}
 }

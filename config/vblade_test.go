@@ -1,8 +1,6 @@
 package config
 
 import (
-	"errors"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -106,29 +104,7 @@ func TestParseVbladeErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ParseVblade succeeded: %+v", v)
 			}
-			var errs Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("error %T is not Errors: %v", err, err)
-			}
-			n := tt.n
-			if n == 0 {
-				n = 1
-			}
-			if len(errs) != n {
-				t.Errorf("got %d errors, want %d:\n%v", len(errs), n, err)
-			}
-			found := false
-			for _, e := range errs {
-				if e.Line == tt.line && strings.Contains(e.Msg, tt.msg) {
-					found = true
-				}
-			}
-			if !found {
-				t.Errorf("no error at line %d containing %q in:\n%v", tt.line, tt.msg, err)
-			}
-			if !strings.HasPrefix(err.Error(), vbladePath+":") {
-				t.Errorf("error does not start with the path: %v", err)
-			}
+			checkErrors(t, err, vbladePath, tt.n, tt.line, tt.msg)
 		})
 	}
 }
