@@ -1,0 +1,3 @@
+module aoetarget-failover-client
+
+go 1.21
