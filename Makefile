@@ -13,7 +13,7 @@
 #
 # Nothing here enables or starts a unit: see aoetarget(8), SYSTEMD.
 
-.PHONY: lab lab-teardown build install uninstall verify-units lint-man
+.PHONY: lab lab-teardown failover build install uninstall verify-units lint-man
 
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 # The version aoetarget --version prints (and its ATA firmware revision is
@@ -43,6 +43,11 @@ lab:
 # Remove whatever an interrupted lab run left behind.
 lab-teardown:
 	hack/lab teardown
+
+# The NFS failover lab: Debian VMs, md RAID1 over aoetarget replicas, a power
+# cut of the NFS server, and the rsync counter-experiment (needs root).
+failover:
+	hack/failover $(FAILOVER_FLAGS)
 
 # build always runs go build (its cache makes that cheap); install only needs
 # ./aoetarget to be newer than the sources, so that "make build" as a user and

@@ -109,6 +109,48 @@ EOF
 }
 export_serving() { aoetarget status 2>/dev/null | awk '$1 == "disk" && $3 == "serving" { ok = 1 } END { exit !ok }'; }
 
+# target_systemd: what systemd does with aoetarget.service in this VM
+# besides starting it: a reload with the same file keeps the same process
+# and its export serving (Type=notify: RELOADING=1, then READY=1); a daemon
+# frozen with SIGSTOP stops its watchdog keep-alives and systemd kills and
+# restarts it (a drop-in shortens WatchdogSec to 3 s for the test, then goes).
+target_systemd() {
+	local pid t0 restarts dropin=/run/systemd/system/aoetarget.service.d/failover-watchdog.conf
+	pid=$(systemctl show -P MainPID aoetarget.service)
+	systemctl reload aoetarget.service || die "systemctl reload aoetarget.service failed"
+	[ "$(systemctl show -P MainPID aoetarget.service)" = "$pid" ] || die "reload changed the main PID"
+	wait_for 10 "export serving after the reload" export_serving || return 1
+	echo "reload: same process (pid $pid), export serving, status: $(systemctl show -P StatusText aoetarget.service)"
+	journalctl -u aoetarget.service --no-pager -o cat | grep -m1 'msg=reloaded' || die "no 'reloaded' line in the journal"
+
+	mkdir -p "${dropin%/*}"
+	printf '[Service]\nWatchdogSec=3s\nRestartSec=1s\n' >"$dropin"
+	systemctl daemon-reload
+	systemctl restart aoetarget.service || die "restart with WatchdogSec=3s failed"
+	wait_for 30 "export serving" export_serving || return 1
+	sleep 4 # the keep-alives arrive: no watchdog timeout while it runs
+	[ "$(systemctl show -P NRestarts aoetarget.service)" = 0 ] || die "restarted although it was not frozen"
+	pid=$(systemctl show -P MainPID aoetarget.service)
+	restarts=$(systemctl show -P NRestarts aoetarget.service)
+	t0=$(now)
+	kill -STOP "$pid"
+	wait_for 40 "watchdog restart" watchdog_restarted "$pid" "$restarts" || { journalctl -u aoetarget.service --no-pager -n 20; return 1; }
+	echo "watchdog: pid $pid frozen, killed and restarted after $(since "$t0")s as pid $(systemctl show -P MainPID aoetarget.service) (NRestarts $restarts -> $(systemctl show -P NRestarts aoetarget.service))"
+	journalctl -u aoetarget.service --no-pager -o cat | grep -m1 -i 'watchdog timeout' || die "no watchdog timeout in the journal"
+	wait_for 30 "export serving after the restart" export_serving || return 1
+	rm -f "$dropin"
+	systemctl daemon-reload
+	systemctl restart aoetarget.service || die "restart without the drop-in failed"
+	wait_for 30 "export serving" export_serving || return 1
+	echo "drop-in removed, restarted with WatchdogSec=$(systemctl show -P WatchdogUSec aoetarget.service), export serving"
+}
+watchdog_restarted() {
+	local now
+	now=$(systemctl show -P MainPID aoetarget.service)
+	[ "$(systemctl show -P NRestarts aoetarget.service)" -gt "$2" ] && [ "$now" != 0 ] && [ "$now" != "$1" ] &&
+		[ "$(systemctl is-active aoetarget.service)" = active ]
+}
+
 # target_stop: stop exporting (systemctl stop aoetarget).
 target_stop() {
 	local t0
