@@ -3,7 +3,9 @@ package blockstore
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"testing"
+	"time"
 )
 
 func newTestRing(t *testing.T, f *File, entries uint32) *Ring {
@@ -132,7 +134,62 @@ func TestRingFullAndWake(t *testing.T) {
 	if err := r.Wake(); err != nil {
 		t.Fatal(err)
 	}
-	if u := <-done; u != ^uint64(0) {
+	if u := <-done; u != WakeUser {
 		t.Fatalf("Wake: completion %#x", u)
+	}
+}
+
+// TestRingWaitParks checks the wait in the runtime's poller: on one P, a
+// goroutine waiting for completions lets the others run (they submit what
+// it waits for), and Close ends a wait with ErrClosed.
+func TestRingWaitParks(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	f := mustOpen(t, tempFile(t, pattern(64*512, 7)), Options{})
+	r, err := f.NewRing(8)
+	if err != nil {
+		t.Skipf("no io_uring here: %v", err)
+	}
+	if r.raw == nil {
+		t.Fatal("the ring is not in the runtime's poller")
+	}
+	type result struct {
+		n   int
+		c   Completion
+		err error
+	}
+	results := make(chan result)
+	wait := func() {
+		cs := make([]Completion, 4)
+		n, err := r.Wait(cs)
+		results <- result{n, cs[0], err}
+	}
+	go wait()
+	runtime.Gosched() // let it park
+	buf := make([]byte, 1024)
+	if err := r.Prepare(false, [][]byte{buf}, 512, 42); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Submit(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-results
+	if res.err != nil || res.n != 1 || res.c.User != 42 || res.c.N != 1024 || r.Pending() != 0 {
+		t.Fatalf("Wait: %+v, pending %d", res, r.Pending())
+	}
+	if !bytes.Equal(buf, pattern(64*512, 7)[512:1536]) {
+		t.Fatal("read the wrong data")
+	}
+	go wait()
+	runtime.Gosched()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-results:
+		if res.n != 0 || !errors.Is(res.err, ErrClosed) {
+			t.Fatalf("Wait across Close: %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the wait")
 	}
 }

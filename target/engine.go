@@ -190,7 +190,7 @@ func (e *engine) completer() {
 		}
 		stop := false
 		for _, c := range cs[:n] {
-			if c.User == ^uint64(0) {
+			if c.User == blockstore.WakeUser {
 				stop = true
 				continue
 			}

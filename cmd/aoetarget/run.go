@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -23,9 +22,6 @@ import (
 // version is the program's version, set at build time with
 // -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
-
-// minProcs is the least GOMAXPROCS the target runs with (see run).
-const minProcs = 16
 
 // Exit statuses.
 const (
@@ -348,13 +344,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.checkConfig != "" {
 		return checkConfig(o.checkConfig, stdout, stderr)
-	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		// Workers block in disk system calls (pread, fdatasync); each holds
-		// its P until the runtime takes it back, which can take
-		// milliseconds. Spare Ps keep the receive loop running meanwhile:
-		// on one core this more than doubles O_DIRECT and cold-cache reads.
-		runtime.GOMAXPROCS(max(runtime.NumCPU(), minProcs))
 	}
 	if err := serve(ctx, o, stderr); err != nil {
 		var ue usageError
