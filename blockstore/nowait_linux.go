@@ -19,9 +19,10 @@ var noWaitUnsupported atomic.Bool
 // nowaitOp is one preadv2 call. Its run method is bound once, so that
 // passing it to RawConn.Read allocates nothing.
 type nowaitOp struct {
-	iov unix.Iovec
-	off int64
-	n   int
+	iov   unix.Iovec
+	off   int64
+	flags int // RWF_NOWAIT, or 0 on tmpfs (which never waits for a disk)
+	n     int
 	err error
 	run func(fd uintptr) bool
 }
@@ -34,8 +35,12 @@ var nowaitOps = sync.Pool{New: func() any {
 
 func (op *nowaitOp) do(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_PREADV2, fd, uintptr(unsafe.Pointer(&op.iov)), 1,
-			uintptr(op.off), uintptr(uint64(op.off)>>32), unix.RWF_NOWAIT)
+		// A raw system call: it does not block (RWF_NOWAIT), so the
+		// runtime need not hand the thread's P on, nor wake its monitor
+		// thread to watch for that, which costs a context switch per call
+		// on a target that goes idle between frames.
+		r, _, e := unix.RawSyscall6(unix.SYS_PREADV2, fd, uintptr(unsafe.Pointer(&op.iov)), 1,
+			uintptr(op.off), uintptr(uint64(op.off)>>32), uintptr(op.flags))
 		if e == unix.EINTR {
 			continue
 		}
@@ -63,13 +68,14 @@ func (f *File) ReadAtNoWait(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	flags := unix.RWF_NOWAIT
 	if f.inRAM && !f.dio {
-		return f.ReadAt(p, off)
-	}
-	if f.dio || noWaitUnsupported.Load() {
+		flags = 0
+	} else if f.dio || noWaitUnsupported.Load() {
 		return 0, ErrWouldBlock
 	}
 	op := nowaitOps.Get().(*nowaitOp)
+	op.flags = flags
 	op.iov.Base = &p[0]
 	op.iov.SetLen(len(p))
 	op.off = f.base + off

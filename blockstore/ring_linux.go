@@ -276,7 +276,10 @@ func (r *Ring) submitLocked() (int, error) {
 	r.queued = 0
 	done := uint32(0)
 	for done < want {
-		n, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(want-done), 0, 0, 0, 0)
+		// Submission does not wait for the I/O (reads and O_DIRECT
+		// writes are attempted without blocking, else handed to the
+		// kernel's workers): a raw system call, as in ReadAtNoWait.
+		n, _, e := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(want-done), 0, 0, 0, 0)
 		if e == unix.EINTR || e == unix.EAGAIN || e == unix.EBUSY {
 			if e != unix.EINTR {
 				// Completions must be reaped first; they will be.

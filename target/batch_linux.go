@@ -50,7 +50,10 @@ func newMmsgConn(conn any, batch int) *mmsgConn {
 
 func (m *mmsgConn) recvmmsg(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])),
+		// Raw system calls here: MSG_DONTWAIT never blocks, and a
+		// plain one would wake the runtime's monitor thread whenever the
+		// process had been idle (a context switch per frame at window 1).
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])),
 			uintptr(m.cnt), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case unix.EINTR:
@@ -101,7 +104,7 @@ func (m *mmsgConn) recv(bufs [][]byte, lens []int, wait bool) (int, error) {
 
 func (m *mmsgConn) sendmmsg(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.done])),
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.done])),
 			uintptr(m.cnt-m.done), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case unix.EINTR:

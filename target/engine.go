@@ -179,6 +179,9 @@ func (e *engine) completer() {
 	h := e.p.s.h
 	w := newWorkerState()
 	cs := make([]blockstore.Completion, len(e.jobs)+1)
+	// The chains answered in this round: their replies go out in one
+	// batch, then their buffers back to the pool.
+	done := make([]*job, 0, len(e.jobs))
 	for {
 		n, err := e.ring.Wait(cs)
 		if err != nil {
@@ -224,12 +227,16 @@ func (e *engine) completer() {
 			if commit {
 				e.commit <- j
 			} else {
-				w.send(e)
-				e.release(j)
+				done = append(done, j)
 			}
 		}
-		w.send(e)
 		e.flushRing()
+		w.send(e)
+		for _, j := range done {
+			e.release(j)
+		}
+		clear(done)
+		done = done[:0]
 		if stop {
 			return
 		}
