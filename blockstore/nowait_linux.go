@@ -19,12 +19,13 @@ var noWaitUnsupported atomic.Bool
 // nowaitOp is one preadv2 call. Its run method is bound once, so that
 // passing it to RawConn.Read allocates nothing.
 type nowaitOp struct {
-	iov   unix.Iovec
+	iov   [MaxVectors]unix.Iovec
+	cnt   int
 	off   int64
 	flags int // RWF_NOWAIT, or 0 on tmpfs (which never waits for a disk)
 	n     int
-	err error
-	run func(fd uintptr) bool
+	err   error
+	run   func(fd uintptr) bool
 }
 
 var nowaitOps = sync.Pool{New: func() any {
@@ -39,7 +40,7 @@ func (op *nowaitOp) do(fd uintptr) bool {
 		// runtime need not hand the thread's P on, nor wake its monitor
 		// thread to watch for that, which costs a context switch per call
 		// on a target that goes idle between frames.
-		r, _, e := unix.RawSyscall6(unix.SYS_PREADV2, fd, uintptr(unsafe.Pointer(&op.iov)), 1,
+		r, _, e := unix.RawSyscall6(unix.SYS_PREADV2, fd, uintptr(unsafe.Pointer(&op.iov[0])), uintptr(op.cnt),
 			uintptr(op.off), uintptr(uint64(op.off)>>32), uintptr(op.flags))
 		if e == unix.EINTR {
 			continue
@@ -68,20 +69,69 @@ func (f *File) ReadAtNoWait(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	op, err := f.nowaitOp()
+	if err != nil {
+		return 0, err
+	}
+	op.iov[0].Base = &p[0]
+	op.iov[0].SetLen(len(p))
+	op.cnt = 1
+	return f.nowaitRead(op, off, len(p))
+}
+
+// ReadvAtNoWait is ReadAtNoWait into each buffer of bufs in turn, as
+// ReadvAt reads: one preadv2(2) for the whole range, which succeeds only
+// if all of it is cached. More than MaxVectors buffers get ErrWouldBlock.
+func (f *File) ReadvAtNoWait(bufs [][]byte, off int64) (int, error) {
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	if err := checkRange("read", off, total, f.size); err != nil {
+		return 0, err
+	}
+	if total == 0 {
+		return 0, nil
+	}
+	if len(bufs) > MaxVectors {
+		return 0, ErrWouldBlock
+	}
+	op, err := f.nowaitOp()
+	if err != nil {
+		return 0, err
+	}
+	op.cnt = 0
+	for _, b := range bufs {
+		if len(b) > 0 {
+			op.iov[op.cnt].Base = &b[0]
+			op.iov[op.cnt].SetLen(len(b))
+			op.cnt++
+		}
+	}
+	return f.nowaitRead(op, off, total)
+}
+
+// nowaitOp returns an op for a read that must not wait, with its flags
+// set, or ErrWouldBlock if no read of f can be done that way.
+func (f *File) nowaitOp() (*nowaitOp, error) {
 	flags := unix.RWF_NOWAIT
 	if f.inRAM && !f.dio {
-		flags = 0
+		flags = 0 // tmpfs or ramfs: nothing to wait for, and no RWF_NOWAIT
 	} else if f.dio || noWaitUnsupported.Load() {
-		return 0, ErrWouldBlock
+		return nil, ErrWouldBlock
 	}
 	op := nowaitOps.Get().(*nowaitOp)
 	op.flags = flags
-	op.iov.Base = &p[0]
-	op.iov.SetLen(len(p))
+	return op, nil
+}
+
+// nowaitRead does op (total bytes at off), returns it to the pool, and
+// reports the result as ReadAtNoWait does.
+func (f *File) nowaitRead(op *nowaitOp, off int64, total int) (int, error) {
 	op.off = f.base + off
 	rerr := f.raw.Read(op.run)
 	n, err := op.n, op.err
-	op.iov.Base = nil
+	clear(op.iov[:op.cnt])
 	nowaitOps.Put(op)
 	switch {
 	case rerr != nil:
@@ -92,8 +142,8 @@ func (f *File) ReadAtNoWait(p []byte, off int64) (int, error) {
 		noWaitUnsupported.Store(true)
 		return 0, ErrWouldBlock
 	case err != nil:
-		return 0, f.ioError("read", off, len(p), 0, err)
-	case n < len(p):
+		return 0, f.ioError("read", off, total, 0, err)
+	case n < total:
 		// Partly cached, or the file shrank: let a blocking read decide.
 		return 0, ErrWouldBlock
 	}

@@ -3,6 +3,7 @@ package blockstore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -123,5 +124,73 @@ func TestReadAtNoWaitTmpfs(t *testing.T) {
 	buf := make([]byte, 1024)
 	if n, err := f.ReadAtNoWait(buf, 1024); err != nil || n != 1024 || buf[0] != 7 {
 		t.Fatalf("tmpfs read: %d, %v", n, err)
+	}
+}
+
+// TestReadvAtNoWait reads cached and uncached ranges into several buffers
+// with one call, on a disk file and on tmpfs.
+func TestReadvAtNoWait(t *testing.T) {
+	dirs := []string{t.TempDir()}
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		dirs = append(dirs, "/dev/shm")
+	}
+	for _, dir := range dirs {
+		t.Run(dir, func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("aoetarget-readv-nowait-%d.img", os.Getpid()))
+			data := pattern(256*1024, 3)
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Remove(path) })
+			f := mustOpen(t, path, Options{Offset: 8})
+			base := 8 * 512
+			bufs := [][]byte{make([]byte, 1024), make([]byte, 512), make([]byte, 2048)}
+			n, err := f.ReadvAtNoWait(bufs, 4096)
+			if errors.Is(err, ErrWouldBlock) && noWaitUnsupported.Load() {
+				t.Skip("skipping: RWF_NOWAIT is not supported here")
+			}
+			if err != nil || n != 3584 || !bytes.Equal(bytes.Join(bufs, nil), data[base+4096:base+4096+3584]) {
+				t.Fatalf("cached read: %d, %v", n, err)
+			}
+			if _, err := f.ReadvAtNoWait(bufs, int64(f.Sectors())*512-1024); !errors.Is(err, ErrOutOfRange) {
+				t.Fatalf("past the end: %v", err)
+			}
+			many := make([][]byte, MaxVectors+1)
+			for i := range many {
+				many[i] = make([]byte, 512)
+			}
+			if _, err := f.ReadvAtNoWait(many, 0); !errors.Is(err, ErrWouldBlock) {
+				t.Fatalf("%d buffers: %v, want ErrWouldBlock", len(many), err)
+			}
+			if a := testing.AllocsPerRun(100, func() { f.ReadvAtNoWait(bufs, 512) }); a != 0 {
+				t.Fatalf("%v allocations per ReadvAtNoWait", a)
+			}
+			if f.inRAM {
+				return // tmpfs: always "cached"
+			}
+			// Drop the file's pages: the read would block; after a
+			// blocking read of the range, it is served.
+			osf, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer osf.Close()
+			for range 20 {
+				osf.Sync()
+				unix.Fadvise(int(osf.Fd()), 0, 0, unix.FADV_DONTNEED)
+				if _, err := f.ReadvAtNoWait(bufs, 64*1024); errors.Is(err, ErrWouldBlock) {
+					if _, err := f.ReadvAt(bufs, 64*1024); err != nil {
+						t.Fatal(err)
+					}
+					if n, err := f.ReadvAtNoWait(bufs, 64*1024); err != nil || n != 3584 ||
+						!bytes.Equal(bytes.Join(bufs, nil), data[base+64*1024:base+64*1024+3584]) {
+						t.Fatalf("after ReadvAt: %d, %v", n, err)
+					}
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Skip("skipping: the kernel kept the file's pages cached despite FADV_DONTNEED")
+		})
 	}
 }

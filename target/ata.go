@@ -250,6 +250,26 @@ func (h *Handler) stage(p Port, req, resp []byte, cache bool, op *ioOp, a *acct)
 	return n, v, stageDone
 }
 
+// readCached reads total bytes at off into bufs, as a chain of staged
+// reads would, if they are all cached, without waiting for the disk, and
+// reports whether it did.
+func (h *Handler) readCached(bufs [][]byte, off int64, total int) bool {
+	if h.nowaitv != nil {
+		n, err := h.nowaitv.ReadvAtNoWait(bufs, off)
+		return err == nil && n == total
+	}
+	if h.nowait == nil {
+		return false
+	}
+	for _, b := range bufs {
+		if _, err := h.nowait.ReadAtNoWait(b, off); err != nil {
+			return false
+		}
+		off += int64(len(b))
+	}
+	return true
+}
+
 // complete finishes the reply in resp to a request that stage returned in
 // op, given the result of its I/O (for a write, of its flush too): on
 // failure, the reply becomes the ATA error Handle would give. It returns

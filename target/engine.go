@@ -34,6 +34,7 @@ type job struct {
 	nchain  int   // jobs in the chain this job heads
 	ioErr   error // result of the staged I/O
 
+	hit       bool        // a read that may be served from the cache (for a chain head: all its reads)
 	id        int         // index in the pool (the ring's user data)
 	sync      bool        // do the chain's I/O on a worker, not the ring
 	unwritten bool        // a durable write chain handed to the committer before its write
@@ -594,6 +595,9 @@ type reader struct {
 	lens    []int    // received lengths
 	errs    errLimiter
 
+	vbufs    [][]byte // the buffers of a chain read from the cache
+	answered []*job   // requests answered from the cache out of a chain: freed once their replies are sent
+
 	// The chain being built: staged I/Os of this batch for adjacent
 	// sectors, admitted as one job when the next request cannot join it.
 	head, tail *job
@@ -619,6 +623,9 @@ func newReader(e *engine, queues int) *reader {
 		sent:  make([]*job, 0, batch),
 		bufs:  make([][]byte, batch),
 		lens:  make([]int, batch),
+		vbufs: make([][]byte, 0, maxChain),
+		// what one round answers, and a chain from the round before
+		answered: make([]*job, 0, batch+maxChain),
 	}
 	r.busySince.Store(time.Now().UnixNano())
 	e.p.addReader(r)
@@ -646,7 +653,7 @@ func (r *reader) recv(conn net.PacketConn, wait bool) (int, error) {
 			// Wait for a buffer, but first let the chain being built
 			// go: its buffers may be the ones missing.
 			r.closeChain()
-			r.e.flushRing()
+			r.flush()
 			j = <-r.e.free
 		}
 		j.gone = false
@@ -699,7 +706,7 @@ func (r *reader) round(conn net.PacketConn, info Port) error {
 	n, err := r.recv(conn, r.head == nil)
 	if err != nil || n == 0 {
 		r.closeChain()
-		r.e.flushRing()
+		r.flush()
 		return err
 	}
 	now := mono() // one clock read per batch
@@ -729,14 +736,12 @@ func (r *reader) dispatch(j *job) {
 	}
 	switch k {
 	case kindRead, kindWrite:
-		// A read may be served from the cache unless it must wait for
-		// an earlier write (in flight, or in the chain being built), or
-		// it continues a chain of reads that missed the cache: the rest
-		// of a block that is not cached is not cached either, and one
-		// failed attempt per block is enough.
-		cache := k == kindRead && !e.sched.busy(sp) && !(r.head != nil && r.head.span.conflicts(sp)) &&
-			!(r.tail != nil && !r.tail.op.write && r.tail.span.lba+r.tail.span.n == sp.lba)
-		rn, v, res := h.stage(j.info, req, j.resp, cache, &j.op, &j.acct)
+		// Every read or write is staged and chained with the adjacent
+		// ones. A read may be served from the cache unless it must wait
+		// for an earlier write (in flight, or in the chain being built):
+		// when its chain closes, one read that does not wait tries the
+		// cache for the whole chain (closeChain).
+		rn, v, res := h.stage(j.info, req, j.resp, false, &j.op, &j.acct)
 		switch res {
 		case stageDone:
 			r.reply(j, rn, v)
@@ -744,6 +749,7 @@ func (r *reader) dispatch(j *job) {
 			j.span = sp
 			j.io = true
 			j.gone = true
+			j.hit = k == kindRead && !e.sched.busy(sp) && !(r.head != nil && r.head.span.conflicts(sp))
 			r.chain(j)
 		default:
 			j.span = sp
@@ -770,6 +776,7 @@ func (r *reader) chain(j *job) {
 		r.tail = j
 		r.head.nchain++
 		r.head.span.n += j.span.n
+		r.head.hit = r.head.hit && j.hit
 		r.e.p.s.h.stats.Merged.Add(1)
 		return
 	}
@@ -778,12 +785,48 @@ func (r *reader) chain(j *job) {
 	r.head, r.tail = j, j
 }
 
-// closeChain admits the chain being built, if any, to the engine.
+// closeChain ends the chain being built, if any: a chain of reads that
+// may be served from the cache is, if it is all cached, with one read
+// that does not wait, and answered here; any other chain is admitted to
+// the engine.
 func (r *reader) closeChain() {
-	if r.head != nil {
-		r.e.ordered(r.head)
-		r.head, r.tail = nil, nil
+	head := r.head
+	if head == nil {
+		return
 	}
+	r.head, r.tail = nil, nil
+	if head.hit && !head.op.write && r.readCached(head) {
+		return
+	}
+	r.e.ordered(head)
+}
+
+// readCached serves the chain of reads head heads from the cache if it is
+// all there, and reports whether it did: the replies are queued, and the
+// buffers go back to the pool once they are sent (flush).
+func (r *reader) readCached(head *job) bool {
+	h := r.e.p.s.h
+	total := 0
+	for m := head; m != nil; m = m.next {
+		r.vbufs = append(r.vbufs, m.op.buf)
+		total += len(m.op.buf)
+	}
+	ok := h.readCached(r.vbufs, head.op.off, total)
+	clear(r.vbufs)
+	r.vbufs = r.vbufs[:0]
+	if !ok {
+		return false
+	}
+	for m := head; m != nil; {
+		next := m.next
+		m.next, m.io, m.nchain, m.hit = nil, false, 0, false
+		n, v := h.complete(m.resp, &m.op, nil, &m.acct)
+		m.op = ioOp{}
+		r.reply(m, n, v)
+		r.answered = append(r.answered, m)
+		m = next
+	}
+	return true
 }
 
 // reply queues the reply the handler built in j, or counts the request
@@ -827,13 +870,22 @@ func (r *reader) flush() {
 	}
 	clear(r.stash[n:])
 	r.stash = r.stash[:n]
+	// Out of the stash now, the requests answered from the cache out of
+	// a chain go back to the pool (where another queue's loop may take
+	// them at once).
+	for _, j := range r.answered {
+		j.conn = nil
+		r.e.free <- j // never blocks: the channel holds the whole pool
+	}
+	clear(r.answered)
+	r.answered = r.answered[:0]
 }
 
 // release gives the stash back to the pool, when the loop stops.
 func (r *reader) release() {
 	r.e.p.removeReader(r)
 	r.closeChain()
-	r.e.flushRing()
+	r.flush()
 	for _, j := range r.stash {
 		r.e.free <- j
 	}

@@ -616,3 +616,112 @@ func TestServerStuck(t *testing.T) {
 		t.Fatalf("still stuck after the store returned: %v", err)
 	}
 }
+
+// cacheStore is a store whose cache the test controls: reads of sectors
+// from uncachedFrom up are not cached (ReadAtNoWait and ReadvAtNoWait
+// fail with ErrWouldBlock). It counts the calls.
+type cacheStore struct {
+	*blockstore.Memory
+	uncachedFrom  int64 // byte offset
+	vcalls, calls atomic.Int32
+	maxBufs       atomic.Int32
+}
+
+func (s *cacheStore) ReadAtNoWait(p []byte, off int64) (int, error) {
+	s.calls.Add(1)
+	if off+int64(len(p)) > s.uncachedFrom {
+		return 0, blockstore.ErrWouldBlock
+	}
+	return s.Memory.ReadAt(p, off)
+}
+
+func (s *cacheStore) ReadvAtNoWait(bufs [][]byte, off int64) (int, error) {
+	s.vcalls.Add(1)
+	if n := int32(len(bufs)); n > s.maxBufs.Load() {
+		s.maxBufs.Store(n)
+	}
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	if off+int64(total) > s.uncachedFrom {
+		return 0, blockstore.ErrWouldBlock
+	}
+	for _, b := range bufs {
+		if _, err := s.Memory.ReadAt(b, off); err != nil {
+			return 0, err
+		}
+		off += int64(len(b))
+	}
+	return total, nil
+}
+
+// TestEngineCachedChain sends, in one burst across a veth pair, the four
+// frames of a 4-KiB read of cached sectors, the four of a read that is not
+// cached, a write, and a read of the sectors it writes: the cached block is
+// read with one vectored call that does not wait, the other goes to the
+// disk path, and the read after the write sees the write.
+func TestEngineCachedChain(t *testing.T) {
+	v := newVethPair(t)
+	imac := v.imac
+	mem := blockstore.NewMemory(testSectors)
+	orig := pattern(testSectors*512, 9)
+	if _, err := mem.WriteAt(orig, 0); err != nil || mem.Flush() != nil {
+		t.Fatal("cannot fill the store")
+	}
+	store := &cacheStore{Memory: mem, uncachedFrom: 32 * 512}
+	h, err := NewHandler(Config{Major: 1, Minor: 2}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(lba uint64) []byte {
+		return ataRequest(imac, uint32(lba), aoe.ATA{Flags: aoe.ATAExtended, SectorCount: 2, CmdStatus: aoe.ATAReadSectorsExt, LBA: lba})
+	}
+	for lba := uint64(8); lba < 16; lba += 2 { // cached
+		v.send(read(lba))
+	}
+	for lba := uint64(40); lba < 48; lba += 2 { // not cached
+		v.send(read(lba))
+	}
+	newData := pattern(1024, 77)
+	v.send(ataRequest(imac, 100, aoe.ATA{Flags: aoe.ATAExtended | aoe.ATAWrite, SectorCount: 2,
+		CmdStatus: aoe.ATAWriteSectorsExt, LBA: 20, Data: newData}))
+	v.send(ataRequest(imac, 101, aoe.ATA{Flags: aoe.ATAExtended, SectorCount: 2, CmdStatus: aoe.ATAReadSectorsExt, LBA: 20}))
+
+	v.serve(h, ServerConfig{})
+	want := map[uint32][]byte{100: nil, 101: newData}
+	for lba := 8; lba < 16; lba += 2 {
+		want[uint32(lba)] = orig[lba*512 : (lba+2)*512]
+	}
+	for lba := 40; lba < 48; lba += 2 {
+		want[uint32(lba)] = orig[lba*512 : (lba+2)*512]
+	}
+	for len(want) > 0 {
+		f, a, ok := v.reply(10 * time.Second)
+		if !ok {
+			t.Fatalf("no reply; still waiting for tags %v", want)
+		}
+		w, seen := want[f.Header.Tag]
+		if !seen {
+			t.Fatalf("unexpected reply, tag %d", f.Header.Tag)
+		}
+		delete(want, f.Header.Tag)
+		if a.CmdStatus&aoe.ATAStatusERR != 0 {
+			t.Errorf("tag %d failed: status %#x", f.Header.Tag, a.CmdStatus)
+		}
+		if w != nil && !bytes.Equal(a.Data[:len(w)], w) {
+			t.Errorf("tag %d: wrong data", f.Header.Tag)
+		}
+	}
+	if m := store.maxBufs.Load(); m != 4 {
+		t.Errorf("the longest cached read had %d buffers, want the 4 frames of the block", m)
+	}
+	// The cached block: one call; the uncached one: one failed call, then
+	// the disk path. The read after the write waits for it: no attempt.
+	if n := store.vcalls.Load(); n != 2 {
+		t.Errorf("%d vectored reads from the cache, want 2", n)
+	}
+	if n := store.calls.Load(); n != 0 {
+		t.Errorf("%d single reads from the cache, want none", n)
+	}
+}

@@ -50,6 +50,14 @@ type NoWaitReader interface {
 	ReadAtNoWait(p []byte, off int64) (int, error)
 }
 
+// NoWaitVectorReader is implemented by stores that can read a range
+// into several buffers without blocking when it is all cached
+// (blockstore.File): the engine then serves adjacent cached reads with one
+// system call.
+type NoWaitVectorReader interface {
+	ReadvAtNoWait(bufs [][]byte, off int64) (int, error)
+}
+
 // Limits of the per-export AoE state, as vblade has them.
 const (
 	// MaxMasks is the size of the Mac Mask List (AoEr11, Section 3.3).
@@ -166,7 +174,8 @@ type Handler struct {
 	wback    bool
 	store    Store
 	nowait   NoWaitReader // store, if it can read without blocking
-	vector   VectorStore  // store, if it can do vectored I/O
+	nowaitv  NoWaitVectorReader
+	vector   VectorStore // store, if it can do vectored I/O
 	log      *slog.Logger
 	identity [aoe.IdentifyLen]byte
 	onChange func(State)
@@ -210,6 +219,7 @@ func NewHandler(cfg Config, store Store) (*Handler, error) {
 		h.bufcnt = DefaultBufferCount
 	}
 	h.nowait, _ = store.(NoWaitReader)
+	h.nowaitv, _ = store.(NoWaitVectorReader)
 	h.vector, _ = store.(VectorStore)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -399,7 +399,7 @@ func (p *port) serveQueue(ctx context.Context, e *engine, q int) {
 		conn, info, gen := p.queue(q)
 		if conn == nil {
 			r.closeChain()
-			e.flushRing()
+			r.flush()
 			p.waitGen(ctx, gen)
 			continue
 		}
