@@ -595,6 +595,7 @@ type reader struct {
 	lens    []int    // received lengths
 	errs    errLimiter
 
+	guess    cacheGuess
 	vbufs    [][]byte // the buffers of a chain read from the cache
 	answered []*job   // requests answered from the cache out of a chain: freed once their replies are sent
 
@@ -795,10 +796,56 @@ func (r *reader) closeChain() {
 		return
 	}
 	r.head, r.tail = nil, nil
-	if head.hit && !head.op.write && r.readCached(head) {
-		return
+	if head.hit && !head.op.write && r.guess.try() {
+		hit := r.readCached(head)
+		r.guess.note(hit)
+		if hit {
+			return
+		}
 	}
 	r.e.ordered(head)
+}
+
+// cacheGuess decides whether a chain of reads is worth trying in the
+// cache. Each attempt that misses costs a system call, and it starts
+// the disk read on its own, which then costs a device notification of its
+// own; reads handed to the ring untried are submitted together, and the
+// kernel tries the cache for each in that one call. So after a run of
+// misses (a cold cache: random reads of a large disk), only one chain in
+// eight is tried, until the samples show the cache serving again.
+type cacheGuess struct {
+	tries, misses int
+	skip          int // chains left in the current skipping period
+}
+
+const (
+	guessWindow = 32  // attempts judged together
+	guessMisses = 24  // misses among them that start a skipping period
+	guessSkip   = 256 // chains in a skipping period
+	guessSample = 8   // one chain in this many is tried while skipping
+)
+
+// try reports whether to try the next chain in the cache.
+func (g *cacheGuess) try() bool {
+	if g.skip == 0 {
+		return true
+	}
+	g.skip--
+	return g.skip%guessSample == 0
+}
+
+// note records the outcome of an attempt.
+func (g *cacheGuess) note(hit bool) {
+	g.tries++
+	if !hit {
+		g.misses++
+	}
+	if g.tries == guessWindow {
+		if g.misses >= guessMisses {
+			g.skip = guessSkip
+		}
+		g.tries, g.misses = 0, 0
+	}
 }
 
 // readCached serves the chain of reads head heads from the cache if it is
