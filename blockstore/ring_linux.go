@@ -26,6 +26,9 @@ const (
 	ioringOpNop    = 0
 	ioringOpReadv  = 1
 	ioringOpWritev = 2
+	ioringOpFsync  = 3
+
+	ioringFsyncDatasync = 1 << 0
 )
 
 // WakeUser is the User of the completion a Wake makes.
@@ -239,6 +242,47 @@ func (r *Ring) Prepare(write bool, bufs [][]byte, off int64, user uint64) error 
 	r.queue(idx, e)
 	r.pending.Add(1)
 	return nil
+}
+
+// PrepareFlush queues an fdatasync(2) of the file, to be sent by the next
+// Submit: it covers every write that completed before the Submit. It runs
+// on one of the kernel's worker threads, so no thread of the caller
+// blocks in it; Wait returns its Completion with user, whose Err is to be
+// passed to FlushResult.
+func (r *Ring) PrepareFlush(user uint64) error {
+	if r.f.ro {
+		return fmt.Errorf("blockstore: flush %s: %w", r.f.path, ErrReadOnly)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	idx, ok := r.slot()
+	if !ok {
+		return ErrRingFull
+	}
+	r.queue(idx, uringSQE{opcode: ioringOpFsync, fd: int32(r.f.fd), rwFlags: ioringFsyncDatasync, userData: user})
+	r.pending.Add(1)
+	return nil
+}
+
+// FlushResult returns what Flush would have returned for a flush done
+// with PrepareFlush that completed with err: like Flush, the first
+// failure is sticky (once a flush failed, the kernel may have dropped the
+// data it could not write, and a later flush that succeeds proves
+// nothing), so every later flush reports it too.
+func (r *Ring) FlushResult(err error) error {
+	f := r.f
+	if p := f.flushErr.Load(); p != nil {
+		return *p
+	}
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("blockstore: flush %s: fdatasync: %w", f.path, err)
+	f.flushErr.CompareAndSwap(nil, &err)
+	return *f.flushErr.Load()
 }
 
 // slot returns the index of the next free submission entry, with r.mu

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -191,5 +192,46 @@ func TestRingWaitParks(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not end the wait")
+	}
+}
+
+// TestRingFlush flushes through the ring, and checks that a failed flush
+// is sticky, as File.Flush's are.
+func TestRingFlush(t *testing.T) {
+	path := tempFile(t, make([]byte, 64*512))
+	f := mustOpen(t, path, Options{})
+	r := newTestRing(t, f, 4)
+	if _, err := f.WriteAt(pattern(512, 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.PrepareFlush(7); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Submit(); err != nil || n != 1 {
+		t.Fatalf("Submit: %d, %v", n, err)
+	}
+	cs := make([]Completion, 2)
+	n, err := r.Wait(cs)
+	if err != nil || n != 1 || cs[0].User != 7 || cs[0].Err != nil || r.Pending() != 0 {
+		t.Fatalf("flush: %d %+v %v, pending %d", n, cs[0], err, r.Pending())
+	}
+	if err := r.FlushResult(cs[0].Err); err != nil {
+		t.Fatal(err)
+	}
+	eio := r.FlushResult(syscall.EIO)
+	if !errors.Is(eio, syscall.EIO) {
+		t.Fatalf("failed flush: %v", eio)
+	}
+	if err := r.FlushResult(nil); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("flush after a failure: %v, want the failure again", err)
+	}
+	if err := f.Flush(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("File.Flush after a failed ring flush: %v", err)
+	}
+
+	ro := mustOpen(t, tempFile(t, make([]byte, 64*512)), Options{ReadOnly: true})
+	rr := newTestRing(t, ro, 4)
+	if err := rr.PrepareFlush(1); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("flush of a read-only store: %v", err)
 	}
 }

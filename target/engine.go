@@ -38,6 +38,7 @@ type job struct {
 	id        int         // index in the pool (the ring's user data)
 	sync      bool        // do the chain's I/O on a worker, not the ring
 	unwritten bool        // a durable write chain handed to the committer before its write
+	flushNow  bool        // a durable write chain the committer flushes with a blocking call
 	answered  atomic.Bool // a reply was sent (by the worker, or by the watchdog)
 	since     int64       // when a worker or the committer took it (watch.mu)
 	overdue   bool        // the watchdog answered it (watch.mu)
@@ -69,10 +70,20 @@ type engine struct {
 	// reaps them. jobs maps its user data back to the chains.
 	ring       *blockstore.Ring
 	ringWrites bool // writes go to the ring too (O_DIRECT stores only)
-	jobs       []*job
-	ringDone   sync.WaitGroup
-	ringErrs   errLimiter
-	errs       errLimiter
+	// ringFlush: durable writes are flushed on the ring (group commit
+	// without a thread blocked in fdatasync): the completer and the
+	// committer add the chains whose writes are in the store to next;
+	// flushing is the group whose flush is in flight, and its completion
+	// starts the next.
+	ringFlush      bool
+	flushMu        sync.Mutex // guards flushing, next, flushBusy
+	flushing, next []*job
+	spare          []*job // the third array, for the group being acknowledged
+	flushBusy      bool
+	jobs           []*job
+	ringDone       sync.WaitGroup
+	ringErrs       errLimiter
+	errs           errLimiter
 }
 
 func newEngine(p *port) *engine {
@@ -105,7 +116,7 @@ func newEngine(p *port) *engine {
 	}
 	if rs, ok := h.store.(RingStore); ok && !p.s.cfg.NoRing {
 		entries := uint32(1)
-		for entries < uint32(pool)+1 { // room for every chain and a wake-up
+		for entries < uint32(pool)+2 { // room for every chain, a flush and a wake-up
 			entries <<= 1
 		}
 		r, err := rs.NewRing(entries)
@@ -119,6 +130,10 @@ func newEngine(p *port) *engine {
 			// workers' pwritev. O_DIRECT writes go to the ring.
 			d, ok := h.store.(interface{ Direct() bool })
 			e.ringWrites = ok && d.Direct()
+			e.ringFlush = h.groupCommit()
+			e.flushing = make([]*job, 0, pool)
+			e.next = make([]*job, 0, pool)
+			e.spare = make([]*job, 0, pool)
 		}
 	}
 	return e
@@ -179,10 +194,12 @@ func (e *engine) completer() {
 	defer e.ringDone.Done()
 	h := e.p.s.h
 	w := newWorkerState()
-	cs := make([]blockstore.Completion, len(e.jobs)+1)
+	cs := make([]blockstore.Completion, len(e.jobs)+2)
 	// The chains answered in this round: their replies go out in one
 	// batch, then their buffers back to the pool.
 	done := make([]*job, 0, len(e.jobs))
+	// The durable writes of this round, for the next flush.
+	durable := make([]*job, 0, len(e.jobs))
 	for {
 		n, err := e.ring.Wait(cs)
 		if err != nil {
@@ -196,6 +213,10 @@ func (e *engine) completer() {
 		for _, c := range cs[:n] {
 			if c.User == blockstore.WakeUser {
 				stop = true
+				continue
+			}
+			if c.User == e.flushUser() {
+				done = e.flushed(c.Err, w, done)
 				continue
 			}
 			j := e.jobs[c.User]
@@ -225,11 +246,20 @@ func (e *engine) completer() {
 				e.run(r)
 			}
 			clear(w.ready)
-			if commit {
+			switch {
+			case commit && e.ringFlush:
+				e.watch.track(j)
+				durable = append(durable, j)
+			case commit:
 				e.commit <- j
-			} else {
+			default:
 				done = append(done, j)
 			}
+		}
+		if len(durable) > 0 {
+			e.toFlush(durable)
+			clear(durable)
+			durable = durable[:0]
 		}
 		e.flushRing()
 		w.send(e)
@@ -242,6 +272,103 @@ func (e *engine) completer() {
 			return
 		}
 	}
+}
+
+// flushUser is the ring's user data of a flush (the jobs' are their
+// indexes).
+func (e *engine) flushUser() uint64 { return uint64(len(e.jobs)) }
+
+// toFlush adds chains, whose writes are in the store (or failed), to the
+// next flush on the ring, and prepares that flush if none is in flight;
+// the caller submits it (flushRing). If the ring refuses it, the
+// committer flushes the chains with a blocking call.
+func (e *engine) toFlush(chains []*job) {
+	e.flushMu.Lock()
+	e.next = append(e.next, chains...)
+	err := e.startFlushLocked()
+	e.flushMu.Unlock()
+	if err != nil {
+		e.blockingFlush(err)
+	}
+}
+
+// startFlushLocked prepares a flush of the chains in next unless one is
+// in flight, with flushMu held.
+func (e *engine) startFlushLocked() error {
+	if e.flushBusy || len(e.next) == 0 {
+		return nil
+	}
+	if err := e.ring.PrepareFlush(e.flushUser()); err != nil {
+		return err
+	}
+	e.p.s.h.stats.Flushes.Add(1)
+	e.flushBusy = true
+	e.flushing, e.next = e.next, e.flushing[:0]
+	return nil
+}
+
+// blockingFlush hands the chains waiting for a flush to the committer,
+// which flushes them with a blocking call, when the ring refused the
+// flush (it is full, or closed).
+func (e *engine) blockingFlush(err error) {
+	if e.ringErrs.allow() {
+		e.p.log.Warn("io_uring flush refused; flushing with fdatasync", "err", err, "suppressed", e.ringErrs.suppressed())
+	}
+	e.flushMu.Lock()
+	chains := e.next
+	e.next = nil
+	e.flushMu.Unlock()
+	for _, j := range chains {
+		j.flushNow = true
+		e.commit <- j // never blocks: the channel holds the whole pool
+	}
+}
+
+// flushed acknowledges the writes of the flush that completed with err
+// (their replies queued on w, the chains appended to done, to be released
+// once the replies are sent), and starts the next flush if writes wait
+// for one.
+func (e *engine) flushed(err error, w *workerState, done []*job) []*job {
+	h := e.p.s.h
+	if err = e.ring.FlushResult(err); err != nil {
+		h.ioError("flush", 0, 0, err)
+	}
+	e.flushMu.Lock()
+	group := e.flushing
+	e.flushing, e.spare = e.spare[:0], nil
+	e.flushBusy = false
+	serr := e.startFlushLocked()
+	e.flushMu.Unlock()
+	if serr != nil {
+		e.blockingFlush(serr)
+	}
+	writes := 0
+	for _, c := range group {
+		e.watch.untrack(c)
+		for m := c; m != nil; m = m.next {
+			if m.ioErr == nil {
+				writes++
+			}
+		}
+	}
+	if writes > 0 {
+		h.commits.observe(writes)
+	}
+	for _, c := range group {
+		for m := c; m != nil; m = m.next {
+			merr := m.ioErr
+			if merr == nil {
+				merr = err
+			}
+			w.queue(e, m, merr)
+		}
+		done = append(done, c)
+	}
+	clear(group)
+	e.flushMu.Lock()
+	e.spare = group[:0]
+	e.flushMu.Unlock()
+	return done
 }
 
 // alignedFrame returns a frame buffer whose byte 36, where the sectors of
@@ -435,7 +562,7 @@ func (e *engine) worker() {
 func (e *engine) release(j *job) {
 	for j != nil {
 		next := j.next
-		j.conn, j.next, j.io, j.nchain, j.ioErr, j.sync = nil, nil, false, 0, nil, false
+		j.conn, j.next, j.io, j.nchain, j.ioErr, j.sync, j.flushNow = nil, nil, false, 0, nil, false, false
 		j.answered.Store(false)
 		j.op = ioOp{}
 		e.free <- j
@@ -496,6 +623,7 @@ func (e *engine) committer() {
 	h := e.p.s.h
 	w := newWorkerState()
 	batch := make([]*job, 0, cap(e.commit))
+	ringBatch := make([]*job, 0, cap(e.commit))
 	for head := range e.commit {
 		batch = append(batch[:0], head)
 	drain:
@@ -527,6 +655,27 @@ func (e *engine) committer() {
 					e.run(r)
 				}
 				clear(w.ready)
+			}
+		}
+		if e.ringFlush {
+			// Flushed on the ring: the completer acknowledges them.
+			ring := ringBatch[:0]
+			n := 0
+			for _, c := range batch {
+				if c.flushNow {
+					batch[n] = c
+					n++
+					continue
+				}
+				ring = append(ring, c)
+			}
+			clear(batch[n:])
+			batch = batch[:n]
+			e.toFlush(ring)
+			clear(ring)
+			e.flushRing()
+			if len(batch) == 0 {
+				continue
 			}
 		}
 		e.flushRing()

@@ -725,3 +725,62 @@ func TestEngineCachedChain(t *testing.T) {
 		t.Errorf("%d single reads from the cache, want none", n)
 	}
 }
+
+// TestEngineRingFlush writes through a file store with a ring, buffered
+// and O_DIRECT (the durable writes are flushed on the ring): sixteen
+// writes in one burst are acknowledged by fewer flushes, each write by one
+// flush, and the file holds them all.
+func TestEngineRingFlush(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		t.Run(map[bool]string{false: "buffered", true: "direct"}[direct], func(t *testing.T) {
+			v := newVethPair(t)
+			path := filepath.Join(t.TempDir(), "disk.img")
+			if err := os.WriteFile(path, pattern(testSectors*512, 4), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := blockstore.Open(path, blockstore.Options{Direct: direct})
+			if errors.Is(err, blockstore.ErrNoDirect) {
+				t.Skipf("no O_DIRECT in %s: %v", path, err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if r, err := f.NewRing(8); err != nil {
+				t.Skipf("no io_uring here: %v", err)
+			} else {
+				r.Close()
+			}
+			h, err := NewHandler(Config{Major: 1, Minor: 2}, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Sixteen 1-KiB writes, not adjacent: sixteen chains.
+			const writes = 16
+			for i := range writes {
+				lba := uint64(i) * 16
+				v.send(ataRequest(hostA, uint32(lba), aoe.ATA{Flags: aoe.ATAExtended | aoe.ATAWrite, SectorCount: 2,
+					CmdStatus: aoe.ATAWriteSectorsExt, LBA: lba, Data: pattern(1024, byte(i))}))
+			}
+			v.serve(h, ServerConfig{})
+			for range writes {
+				if _, a, ok := v.reply(10 * time.Second); !ok || a.CmdStatus != aoe.ATAStatusDRDY {
+					t.Fatalf("write: answered %v, status %#x", ok, a.CmdStatus)
+				}
+			}
+			flushes := h.Stats().Flushes.Load()
+			cs := h.CommitSizes()
+			if flushes == 0 || flushes > writes || cs.Count != flushes || cs.Sum != writes {
+				t.Errorf("%d flushes, commit sizes %d flushes acknowledging %v writes; want 1 to %d flushes acknowledging all %d",
+					flushes, cs.Count, cs.Sum, writes, writes)
+			}
+			disk, _ := os.ReadFile(path)
+			for i := range writes {
+				if !bytes.Equal(disk[i*16*512:i*16*512+1024], pattern(1024, byte(i))) {
+					t.Fatalf("file does not hold write %d", i)
+				}
+			}
+			t.Logf("%d writes acknowledged by %d flushes", writes, flushes)
+		})
+	}
+}
