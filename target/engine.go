@@ -961,17 +961,19 @@ func (r *reader) closeChain() {
 // own; reads handed to the ring untried are submitted together, and the
 // kernel tries the cache for each in that one call. So after a run of
 // misses (a cold cache: random reads of a large disk), only one chain in
-// eight is tried, until the samples show the cache serving again.
+// sixteen is tried, until the samples show the cache serving again.
 type cacheGuess struct {
 	tries, misses int
 	skip          int // chains left in the current skipping period
 }
 
 const (
-	guessWindow = 32  // attempts judged together
-	guessMisses = 24  // misses among them that start a skipping period
-	guessSkip   = 256 // chains in a skipping period
-	guessSample = 8   // one chain in this many is tried while skipping
+	guessWindow = 32 // attempts judged together
+	guessMisses = 24 // misses among them that start a skipping period
+	guessSample = 16 // one chain in this many is tried while skipping
+	// guessSkip is the chains in a skipping period: its samples make
+	// one window.
+	guessSkip = guessWindow * guessSample
 )
 
 // try reports whether to try the next chain in the cache.

@@ -5,6 +5,10 @@ import "testing"
 // TestCacheGuess drives the guess with runs of cache hits and misses and
 // counts the chains it tries.
 func TestCacheGuess(t *testing.T) {
+	const w, skip = guessWindow, guessSkip
+	if guessMisses != 24 || skip != w*guessSample {
+		t.Fatal("the table assumes 24 misses in 32, and a window of samples per skipping period")
+	}
 	tests := []struct {
 		name  string
 		hit   func(i int) bool // outcome of the i-th attempt
@@ -12,12 +16,14 @@ func TestCacheGuess(t *testing.T) {
 		tried int              // of which tried
 	}{
 		{"all hits", func(int) bool { return true }, 1000, 1000},
-		{"all misses", func(int) bool { return false }, 32 + 4*256, 32 + 4*32},
-		{"23 misses in 32 are not enough", func(i int) bool { return i%32 >= 23 }, 640, 640},
-		{"24 misses in 32 are", func(i int) bool { return i%32 >= 24 }, 32 + 256, 32 + 32},
+		// One window of misses, then a skipping period after another,
+		// each tried one chain in guessSample.
+		{"all misses", func(int) bool { return false }, w + 4*skip, w + 4*w},
+		{"23 misses in 32 are not enough", func(i int) bool { return i%w >= 23 }, 20 * w, 20 * w},
+		{"24 misses in 32 are", func(i int) bool { return i%w >= 24 }, w + skip, w + w},
 		// After one window of misses, the samples of the skipping period
 		// hit: the period ends, and every chain is tried again.
-		{"warming up", func(i int) bool { return i >= 32 }, 32 + 256 + 100, 32 + 32 + 100},
+		{"warming up", func(i int) bool { return i >= w }, w + skip + 100, w + w + 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
