@@ -1,9 +1,11 @@
 package target
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -76,7 +78,8 @@ type engine struct {
 	// flushing is the group whose flush is in flight, and its completion
 	// starts the next.
 	ringFlush      bool
-	flushMu        sync.Mutex // guards flushing, next, flushBusy
+	ringFlushOff   atomic.Bool // the ring cancelled a flush: the committer flushes from then on
+	flushMu        sync.Mutex  // guards flushing, next, flushBusy
 	flushing, next []*job
 	spare          []*job // the third array, for the group being acknowledged
 	flushBusy      bool
@@ -216,7 +219,11 @@ func (e *engine) completer() {
 				continue
 			}
 			if c.User == e.flushUser() {
-				done = e.flushed(c.Err, w, done)
+				err := c.Err
+				if testRingFlushResult != nil {
+					err = testRingFlushResult(err)
+				}
+				done = e.flushed(err, w, done)
 				continue
 			}
 			j := e.jobs[c.User]
@@ -298,6 +305,9 @@ func (e *engine) startFlushLocked() error {
 	if e.flushBusy || len(e.next) == 0 {
 		return nil
 	}
+	if e.ringFlushOff.Load() {
+		return errRingFlushOff
+	}
 	if err := e.ring.PrepareFlush(e.flushUser()); err != nil {
 		return err
 	}
@@ -307,11 +317,18 @@ func (e *engine) startFlushLocked() error {
 	return nil
 }
 
+// testRingFlushResult, set by tests, replaces the result of each flush
+// on the ring.
+var testRingFlushResult func(error) error
+
+// errRingFlushOff refuses ring flushes once the ring cancelled one.
+var errRingFlushOff = errors.New("flushes on the io_uring are off")
+
 // blockingFlush hands the chains waiting for a flush to the committer,
 // which flushes them with a blocking call, when the ring refused the
 // flush (it is full, or closed).
 func (e *engine) blockingFlush(err error) {
-	if e.ringErrs.allow() {
+	if err != errRingFlushOff && !errors.Is(err, syscall.ECANCELED) && e.ringErrs.allow() {
 		e.p.log.Warn("io_uring flush refused; flushing with fdatasync", "err", err, "suppressed", e.ringErrs.suppressed())
 	}
 	e.flushMu.Lock()
@@ -330,6 +347,27 @@ func (e *engine) blockingFlush(err error) {
 // for one.
 func (e *engine) flushed(err error, w *workerState, done []*job) []*job {
 	h := e.p.s.h
+	if errors.Is(err, syscall.ECANCELED) {
+		// io_uring cancelled the flush before it ran (seen on Linux 6.1
+		// when it could not start a kernel worker): not a failure of the
+		// store. The committer flushes this group, and every later one,
+		// with a blocking fdatasync, which says whether the data is safe.
+		// Any other error did come from the flush: the kernel reports a
+		// write-back error once per open file, so it must not be retried.
+		if !e.ringFlushOff.Swap(true) {
+			e.p.log.Warn("io_uring cancelled a flush; flushing with fdatasync from now on", "err", err)
+		}
+		e.flushMu.Lock()
+		group := e.flushing
+		e.flushing, e.spare = e.spare[:0], nil
+		e.flushBusy = false
+		e.next = append(e.next, group...)
+		clear(group)
+		e.spare = group[:0]
+		e.flushMu.Unlock()
+		e.blockingFlush(err)
+		return done
+	}
 	if err = e.ring.FlushResult(err); err != nil {
 		h.ioError("flush", 0, 0, err)
 	}
@@ -657,7 +695,7 @@ func (e *engine) committer() {
 				clear(w.ready)
 			}
 		}
-		if e.ringFlush {
+		if e.ringFlush && !e.ringFlushOff.Load() {
 			// Flushed on the ring: the completer acknowledges them.
 			ring := ringBatch[:0]
 			n := 0

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -781,6 +782,84 @@ func TestEngineRingFlush(t *testing.T) {
 				}
 			}
 			t.Logf("%d writes acknowledged by %d flushes", writes, flushes)
+		})
+	}
+}
+
+// TestEngineRingFlushErrors makes the ring's flushes fail: one cancelled
+// by io_uring (ECANCELED: the flush did not run) is redone with a blocking
+// fdatasync and the writes succeed, and so do later ones; one that failed
+// (EIO: the kernel reports a write-back error once) fails its writes and
+// every later one, as a failed fdatasync does.
+func TestEngineRingFlushErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		ok   bool
+	}{
+		{"cancelled", syscall.ECANCELED, true},
+		{"failed", syscall.EIO, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newVethPair(t)
+			path := filepath.Join(t.TempDir(), "disk.img")
+			if err := os.WriteFile(path, pattern(testSectors*512, 4), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := blockstore.Open(path, blockstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if r, err := f.NewRing(8); err != nil {
+				t.Skipf("no io_uring here: %v", err)
+			} else {
+				r.Close()
+			}
+			var ringFlushes atomic.Int32
+			testRingFlushResult = func(err error) error {
+				ringFlushes.Add(1)
+				if err != nil {
+					return err
+				}
+				return tt.err
+			}
+			defer func() { testRingFlushResult = nil }()
+			h, err := NewHandler(Config{Major: 1, Minor: 2}, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v.serve(h, ServerConfig{})
+			for round := range 3 {
+				for i := range 4 {
+					lba := uint64(round*64 + i*16)
+					v.send(ataRequest(hostA, uint32(lba), aoe.ATA{Flags: aoe.ATAExtended | aoe.ATAWrite, SectorCount: 2,
+						CmdStatus: aoe.ATAWriteSectorsExt, LBA: lba, Data: pattern(1024, byte(lba))}))
+				}
+				for range 4 {
+					_, a, ok := v.reply(10 * time.Second)
+					if !ok {
+						t.Fatalf("round %d: a write was not answered", round)
+					}
+					if failed := a.CmdStatus&aoe.ATAStatusERR != 0; failed == tt.ok {
+						t.Fatalf("round %d: write status %#x, want success %v", round, a.CmdStatus, tt.ok)
+					}
+				}
+			}
+			if n := ringFlushes.Load(); n != 1 && tt.ok {
+				t.Errorf("%d flushes on the ring, want 1 (then the blocking flush)", n)
+			}
+			if tt.ok {
+				disk, _ := os.ReadFile(path)
+				for round := range 3 {
+					for i := range 4 {
+						lba := round*64 + i*16
+						if !bytes.Equal(disk[lba*512:lba*512+1024], pattern(1024, byte(lba))) {
+							t.Fatalf("the file does not hold the write at %d", lba)
+						}
+					}
+				}
+			}
 		})
 	}
 }
