@@ -328,7 +328,7 @@ var errRingFlushOff = errors.New("flushes on the io_uring are off")
 // which flushes them with a blocking call, when the ring refused the
 // flush (it is full, or closed).
 func (e *engine) blockingFlush(err error) {
-	if err != errRingFlushOff && !errors.Is(err, syscall.ECANCELED) && e.ringErrs.allow() {
+	if err != errRingFlushOff && e.ringErrs.allow() {
 		e.p.log.Warn("io_uring flush refused; flushing with fdatasync", "err", err, "suppressed", e.ringErrs.suppressed())
 	}
 	e.flushMu.Lock()
@@ -346,42 +346,50 @@ func (e *engine) blockingFlush(err error) {
 // once the replies are sent), and starts the next flush if writes wait
 // for one.
 func (e *engine) flushed(err error, w *workerState, done []*job) []*job {
-	h := e.p.s.h
-	if errors.Is(err, syscall.ECANCELED) {
-		// io_uring cancelled the flush before it ran (seen on Linux 6.1
-		// when it could not start a kernel worker): not a failure of the
-		// store. The committer flushes this group, and every later one,
-		// with a blocking fdatasync, which says whether the data is safe.
-		// Any other error did come from the flush: the kernel reports a
-		// write-back error once per open file, so it must not be retried.
-		if !e.ringFlushOff.Swap(true) {
-			e.p.log.Warn("io_uring cancelled a flush; flushing with fdatasync from now on", "err", err)
-		}
-		e.flushMu.Lock()
-		group := e.flushing
-		e.flushing, e.spare = e.spare[:0], nil
-		e.flushBusy = false
-		e.next = append(e.next, group...)
-		clear(group)
-		e.spare = group[:0]
-		e.flushMu.Unlock()
-		e.blockingFlush(err)
-		return done
-	}
-	if err = e.ring.FlushResult(err); err != nil {
-		h.ioError("flush", 0, 0, err)
+	// ECANCELED: io_uring cancelled the flush before it ran (seen on Linux
+	// 6.1 when it could not start a kernel worker), not a failure of the
+	// store. The committer flushes this group, and every later one, with a
+	// blocking fdatasync, which says whether the data is safe. Any other
+	// error did come from the flush: the kernel reports a write-back error
+	// once per open file, so it must not be retried.
+	cancelled := errors.Is(err, syscall.ECANCELED)
+	if cancelled && !e.ringFlushOff.Swap(true) {
+		e.p.log.Warn("io_uring cancelled a flush; flushing with fdatasync from now on", "err", err)
 	}
 	e.flushMu.Lock()
 	group := e.flushing
 	e.flushing, e.spare = e.spare[:0], nil
 	e.flushBusy = false
-	serr := e.startFlushLocked()
+	if cancelled {
+		e.next = append(e.next, group...)
+		clear(group)
+		group = group[:0]
+	}
+	serr := e.startFlushLocked() // refused once cancelled: errRingFlushOff
 	e.flushMu.Unlock()
 	if serr != nil {
 		e.blockingFlush(serr)
 	}
+	if !cancelled {
+		if err = e.ring.FlushResult(err); err != nil {
+			e.p.s.h.ioError("flush", 0, 0, err)
+		}
+		e.acknowledge(group, err, w)
+		done = append(done, group...)
+		clear(group)
+	}
+	e.flushMu.Lock()
+	e.spare = group[:0]
+	e.flushMu.Unlock()
+	return done
+}
+
+// acknowledge queues on w the replies to the writes of chains, whose
+// flush ended with err (a write that failed keeps its own error), and
+// counts the group commit.
+func (e *engine) acknowledge(chains []*job, err error, w *workerState) {
 	writes := 0
-	for _, c := range group {
+	for _, c := range chains {
 		e.watch.untrack(c)
 		for m := c; m != nil; m = m.next {
 			if m.ioErr == nil {
@@ -390,9 +398,9 @@ func (e *engine) flushed(err error, w *workerState, done []*job) []*job {
 		}
 	}
 	if writes > 0 {
-		h.commits.observe(writes)
+		e.p.s.h.commits.observe(writes)
 	}
-	for _, c := range group {
+	for _, c := range chains {
 		for m := c; m != nil; m = m.next {
 			merr := m.ioErr
 			if merr == nil {
@@ -400,13 +408,7 @@ func (e *engine) flushed(err error, w *workerState, done []*job) []*job {
 			}
 			w.queue(e, m, merr)
 		}
-		done = append(done, c)
 	}
-	clear(group)
-	e.flushMu.Lock()
-	e.spare = group[:0]
-	e.flushMu.Unlock()
-	return done
 }
 
 // alignedFrame returns a frame buffer whose byte 36, where the sectors of
@@ -717,28 +719,7 @@ func (e *engine) committer() {
 			}
 		}
 		e.flushRing()
-		ferr := h.flush()
-		writes := 0 // the writes this flush acknowledges
-		for _, c := range batch {
-			e.watch.untrack(c)
-			for m := c; m != nil; m = m.next {
-				if m.ioErr == nil {
-					writes++
-				}
-			}
-		}
-		if writes > 0 {
-			h.commits.observe(writes)
-		}
-		for _, c := range batch {
-			for m := c; m != nil; m = m.next {
-				err := m.ioErr
-				if err == nil {
-					err = ferr
-				}
-				w.queue(e, m, err)
-			}
-		}
+		e.acknowledge(batch, h.flush(), w)
 		w.send(e)
 		for _, c := range batch {
 			e.release(c)

@@ -462,23 +462,7 @@ func TestServerQueues(t *testing.T) {
 // and answered with an ATA error.
 func TestEngineRing(t *testing.T) {
 	v := newVethPair(t)
-	path := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(path, pattern(testSectors*512, 4), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := blockstore.Open(path, blockstore.Options{Direct: true}) // O_DIRECT: reads and writes go to the ring
-	if errors.Is(err, blockstore.ErrNoDirect) {
-		t.Skipf("no O_DIRECT in %s: %v", path, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if r, err := f.NewRing(8); err != nil {
-		t.Skipf("no io_uring here: %v", err)
-	} else {
-		r.Close()
-	}
+	path, f := ringFile(t, true) // O_DIRECT: reads and writes go to the ring
 	h, err := NewHandler(Config{Major: 1, Minor: 2}, f)
 	if err != nil {
 		t.Fatal(err)
@@ -735,23 +719,7 @@ func TestEngineRingFlush(t *testing.T) {
 	for _, direct := range []bool{false, true} {
 		t.Run(map[bool]string{false: "buffered", true: "direct"}[direct], func(t *testing.T) {
 			v := newVethPair(t)
-			path := filepath.Join(t.TempDir(), "disk.img")
-			if err := os.WriteFile(path, pattern(testSectors*512, 4), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			f, err := blockstore.Open(path, blockstore.Options{Direct: direct})
-			if errors.Is(err, blockstore.ErrNoDirect) {
-				t.Skipf("no O_DIRECT in %s: %v", path, err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if r, err := f.NewRing(8); err != nil {
-				t.Skipf("no io_uring here: %v", err)
-			} else {
-				r.Close()
-			}
+			path, f := ringFile(t, direct)
 			h, err := NewHandler(Config{Major: 1, Minor: 2}, f)
 			if err != nil {
 				t.Fatal(err)
@@ -802,20 +770,7 @@ func TestEngineRingFlushErrors(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			v := newVethPair(t)
-			path := filepath.Join(t.TempDir(), "disk.img")
-			if err := os.WriteFile(path, pattern(testSectors*512, 4), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			f, err := blockstore.Open(path, blockstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if r, err := f.NewRing(8); err != nil {
-				t.Skipf("no io_uring here: %v", err)
-			} else {
-				r.Close()
-			}
+			path, f := ringFile(t, false)
 			var ringFlushes atomic.Int32
 			testRingFlushResult = func(err error) error {
 				ringFlushes.Add(1)
@@ -862,4 +817,29 @@ func TestEngineRingFlushErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ringFile returns a file store of testSectors (pattern seed 4), O_DIRECT
+// if direct, closed at the end of the test, and its path; it skips the
+// test where the file system has no O_DIRECT or the kernel no io_uring.
+func ringFile(t *testing.T, direct bool) (string, *blockstore.File) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(path, pattern(testSectors*512, 4), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := blockstore.Open(path, blockstore.Options{Direct: direct})
+	if errors.Is(err, blockstore.ErrNoDirect) {
+		t.Skipf("no O_DIRECT in %s: %v", path, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if r, err := f.NewRing(8); err != nil {
+		t.Skipf("no io_uring here: %v", err)
+	} else {
+		r.Close()
+	}
+	return path, f
 }
