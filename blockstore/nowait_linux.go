@@ -2,6 +2,8 @@ package blockstore
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -15,6 +17,18 @@ var ErrWouldBlock = errors.New("blockstore: data not cached; the read would bloc
 
 // noWaitUnsupported is set once the kernel or filesystem refused RWF_NOWAIT.
 var noWaitUnsupported atomic.Bool
+
+// pageSize is the unit of the page cache.
+var pageSize = os.Getpagesize()
+
+// cachestatUnsupported is set once the kernel refused cachestat(2).
+var cachestatUnsupported atomic.Bool
+
+// Cached's errors when it cannot tell, made once: callers ask often.
+var (
+	errCachedDirect = fmt.Errorf("blockstore: a direct store has no page cache: %w", errors.ErrUnsupported)
+	errNoCachestat  = fmt.Errorf("blockstore: cachestat refused before: %w", errors.ErrUnsupported)
+)
 
 // nowaitOp is one preadv2 call. Its run method is bound once, so that
 // passing it to RawConn.Read allocates nothing.
@@ -109,6 +123,67 @@ func (f *File) ReadvAtNoWait(bufs [][]byte, off int64) (int, error) {
 		}
 	}
 	return f.nowaitRead(op, off, total)
+}
+
+// Cached reports whether the n bytes at byte offset off of the window are
+// all in the page cache, so that ReadAtNoWait of them would succeed (it
+// could still fail if the kernel evicts them in between). It reads
+// nothing and, unlike a ReadAtNoWait that misses, starts no read from the
+// disk: it asks the kernel with cachestat(2). A file on tmpfs or ramfs is
+// always cached. The error wraps errors.ErrUnsupported if Cached cannot
+// tell: a Direct store (which bypasses the cache), or a kernel without
+// cachestat (before Linux 6.5) or that refuses it.
+func (f *File) Cached(off int64, n int) (bool, error) {
+	if err := checkRange("read", off, n, f.size); err != nil {
+		return false, err
+	}
+	switch {
+	case f.dio:
+		return false, errCachedDirect
+	case f.inRAM, n == 0:
+		return true, nil
+	case cachestatUnsupported.Load():
+		return false, errNoCachestat
+	}
+	start := f.base + off
+	op := cachestatOps.Get().(*cachestatOp)
+	op.rng = unix.CachestatRange{Off: uint64(start), Len: uint64(n)}
+	// f.raw keeps the descriptor open during the call.
+	cerr := f.raw.Control(op.run)
+	cached, e := op.st.Cache, op.errno
+	cachestatOps.Put(op)
+	if cerr != nil {
+		return false, ErrClosed
+	}
+	if e != 0 {
+		// ENOSYS: before Linux 6.5; EPERM: a kernel that allows it only
+		// to the file's owner or writers; EOPNOTSUPP: hugetlbfs.
+		cachestatUnsupported.Store(true)
+		return false, fmt.Errorf("blockstore: cachestat %s: %w (%w)", f.path, e, errors.ErrUnsupported)
+	}
+	// cachestat counts the pages that overlap the range.
+	pages := uint64((start+int64(n)-1)/int64(pageSize) - start/int64(pageSize) + 1)
+	return cached >= pages, nil
+}
+
+// cachestatOp is one cachestat call, bound once as nowaitOp is.
+type cachestatOp struct {
+	rng   unix.CachestatRange
+	st    unix.Cachestat_t
+	errno unix.Errno
+	run   func(fd uintptr)
+}
+
+var cachestatOps = sync.Pool{New: func() any {
+	op := new(cachestatOp)
+	op.run = op.do
+	return op
+}}
+
+func (op *cachestatOp) do(fd uintptr) {
+	// A raw system call, as in nowaitOp: it never waits.
+	_, _, op.errno = unix.RawSyscall6(unix.SYS_CACHESTAT, fd, uintptr(unsafe.Pointer(&op.rng)),
+		uintptr(unsafe.Pointer(&op.st)), 0, 0, 0)
 }
 
 // nowaitOp returns an op for a read that must not wait, with its flags

@@ -194,3 +194,123 @@ func TestReadvAtNoWait(t *testing.T) {
 		})
 	}
 }
+
+// TestCached asks cachestat about cached, evicted and partly cached
+// ranges of a disk file whose window starts mid-page, and checks that
+// asking starts no read of the disk (a ReadAtNoWait that misses does).
+func TestCached(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	data := pattern(256*1024, 5)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := mustOpen(t, path, Options{Offset: 1}) // the window starts 512 bytes into page 0
+	if f.inRAM {
+		t.Skip("skipping: the temporary directory is in RAM")
+	}
+	if _, err := f.Cached(0, 4096); errors.Is(err, errors.ErrUnsupported) {
+		t.Skipf("skipping: %v", err)
+	}
+	// The file's readahead would cache more than what is read below.
+	if err := unix.Fadvise(f.fd, 0, 0, unix.FADV_RANDOM); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Cached(int64(f.Sectors())*512-100, 200); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("past the end: %v", err)
+	}
+	evicted := false
+	for range 20 {
+		f.Flush()
+		unix.Fadvise(f.fd, 0, 0, unix.FADV_DONTNEED)
+		if ok, err := f.Cached(0, 255*1024); err == nil && !ok {
+			if ok, err := f.Cached(60*1024, 4096); err != nil || ok {
+				continue // some pages are still there
+			}
+			evicted = true
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !evicted {
+		t.Skip("skipping: the kernel kept the file's pages cached despite FADV_DONTNEED")
+	}
+	// Asking reads nothing: the range stays uncached.
+	time.Sleep(50 * time.Millisecond)
+	if ok, err := f.Cached(60*1024, 4096); err != nil || ok {
+		t.Fatalf("evicted range after Cached: %v, %v, want false", ok, err)
+	}
+	// A blocking read of window bytes 3584-4095 (file bytes 4096-4607)
+	// caches page 1 only.
+	buf := make([]byte, 512)
+	if _, err := f.ReadAt(buf, 3584); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		off  int64
+		n    int
+		want bool
+	}{
+		{3584, 512, true},   // page 1
+		{3584, 4096, true},  // file bytes 4096-8191: page 1
+		{3584, 4097, false}, // and a byte of page 2
+		{3583, 2, false},    // a byte of page 0
+		{0, 4096, false},    // pages 0 and 1
+		{0, 0, true},
+	}
+	for _, tt := range tests {
+		if ok, err := f.Cached(tt.off, tt.n); err != nil || ok != tt.want {
+			t.Errorf("Cached(%d, %d) = %v, %v; want %v", tt.off, tt.n, ok, err, tt.want)
+		}
+	}
+	// A ReadAtNoWait that misses starts the read: the page arrives.
+	if _, err := f.ReadAtNoWait(buf, 64*1024); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("uncached ReadAtNoWait: %v", err)
+	}
+	arrived := false
+	for range 100 {
+		if ok, _ := f.Cached(64*1024, 512); ok {
+			arrived = true
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !arrived {
+		t.Error("the page a ReadAtNoWait missed never arrived: Cached does not see it")
+	}
+	if a := testing.AllocsPerRun(100, func() { f.Cached(3584, 512) }); a != 0 {
+		t.Errorf("%v allocations per Cached", a)
+	}
+	f.Close()
+	if _, err := f.Cached(3584, 512); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+}
+
+func TestCachedDirectAndTmpfs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(path, make([]byte, 64*1024), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := Open(path, Options{Direct: true}); err == nil {
+		defer f.Close()
+		if _, err := f.Cached(0, 4096); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("direct: %v, want ErrUnsupported", err)
+		}
+	} else if !errors.Is(err, ErrNoDirect) {
+		t.Fatal(err)
+	}
+	const dir = "/dev/shm"
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Skipf("skipping: %s is not tmpfs", dir)
+	}
+	path = filepath.Join(dir, fmt.Sprintf("aoetarget-cached-%d.img", os.Getpid()))
+	if err := os.WriteFile(path, make([]byte, 64*1024), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(path) })
+	f := mustOpen(t, path, Options{})
+	if ok, err := f.Cached(0, 64*1024); err != nil || !ok {
+		t.Errorf("tmpfs: %v, %v; want true", ok, err)
+	}
+}

@@ -270,6 +270,16 @@ func (h *Handler) readCached(bufs [][]byte, off int64, total int) bool {
 	return true
 }
 
+// mayBeCached reports whether total bytes at off may all be in the cache:
+// false only if the store says, without reading, that they are not.
+func (h *Handler) mayBeCached(off int64, total int) bool {
+	if h.prober == nil {
+		return true
+	}
+	cached, err := h.prober.Cached(off, total)
+	return cached || err != nil
+}
+
 // complete finishes the reply in resp to a request that stage returned in
 // op, given the result of its I/O (for a write, of its flush too): on
 // failure, the reply becomes the ATA error Handle would give. It returns

@@ -965,7 +965,7 @@ func (r *reader) closeChain() {
 	}
 	r.head, r.tail = nil, nil
 	if head.hit && !head.op.write && r.guess.try() {
-		hit := r.readCached(head)
+		hit := r.readCached(head, r.guess.probe())
 		r.guess.note(hit)
 		if hit {
 			return
@@ -975,20 +975,29 @@ func (r *reader) closeChain() {
 }
 
 // cacheGuess decides whether a chain of reads is worth trying in the
-// cache. Each attempt that misses costs a system call, and it starts
-// the disk read on its own, which then costs a device notification of its
-// own; reads handed to the ring untried are submitted together, and the
-// kernel tries the cache for each in that one call. So after a run of
-// misses (a cold cache: random reads of a large disk), only one chain in
-// sixteen is tried, until the samples show the cache serving again.
+// cache, and how. A read that does not wait and misses costs a system
+// call, and it starts the disk read on its own, which then costs a device
+// notification of its own (with a virtual disk, a trap to the hypervisor
+// that costs more CPU than the rest of the read); reads handed to the ring
+// untried are submitted together, and the kernel tries the cache for each
+// in that one call. So:
+//   - while the cache serves (at most guessHot misses in the last window
+//     of attempts), a chain is read at once;
+//   - else it is first probed (Handler.mayBeCached: cachestat(2), which
+//     reads nothing and starts nothing), and read only if it is cached;
+//   - after a window of mostly misses (a cold cache: random reads of a
+//     large disk), only one chain in guessSample is tried, until the
+//     samples show the cache serving again.
 type cacheGuess struct {
 	tries, misses int
+	last          int // misses in the last window
 	skip          int // chains left in the current skipping period
 }
 
 const (
 	guessWindow = 32 // attempts judged together
-	guessMisses = 24 // misses among them that start a skipping period
+	guessHot    = 1  // misses in a window after which attempts probe first
+	guessMisses = 24 // misses in a window that start a skipping period
 	guessSample = 16 // one chain in this many is tried while skipping
 	// guessSkip is the chains in a skipping period: its samples make
 	// one window.
@@ -1014,19 +1023,31 @@ func (g *cacheGuess) note(hit bool) {
 		if g.misses >= guessMisses {
 			g.skip = guessSkip
 		}
+		g.last = g.misses
 		g.tries, g.misses = 0, 0
 	}
 }
 
+// probe reports whether the chain that try allowed is to be probed before
+// it is read.
+func (g *cacheGuess) probe() bool { return g.last > guessHot }
+
 // readCached serves the chain of reads head heads from the cache if it is
 // all there, and reports whether it did: the replies are queued, and the
-// buffers go back to the pool once they are sent (flush).
-func (r *reader) readCached(head *job) bool {
+// buffers go back to the pool once they are sent (flush). With probe, it
+// first asks the store whether the range is cached, and reads only if it
+// may be.
+func (r *reader) readCached(head *job, probe bool) bool {
 	h := r.e.p.s.h
 	total := 0
 	for m := head; m != nil; m = m.next {
-		r.vbufs = append(r.vbufs, m.op.buf)
 		total += len(m.op.buf)
+	}
+	if probe && !h.mayBeCached(head.op.off, total) {
+		return false
+	}
+	for m := head; m != nil; m = m.next {
+		r.vbufs = append(r.vbufs, m.op.buf)
 	}
 	ok := h.readCached(r.vbufs, head.op.off, total)
 	clear(r.vbufs)

@@ -711,6 +711,84 @@ func TestEngineCachedChain(t *testing.T) {
 	}
 }
 
+// probeStore is a cacheStore that can say, without reading, what is
+// cached (a CacheProber).
+type probeStore struct {
+	cacheStore
+	probes atomic.Int32
+}
+
+func (s *probeStore) Cached(off int64, n int) (bool, error) {
+	s.probes.Add(1)
+	return off+int64(n) <= s.uncachedFrom, nil
+}
+
+// TestEngineCacheProbe reads, across a veth pair, blocks that are not
+// cached and then blocks that are, from a store that can say what is
+// cached: after a window of reads that missed, the reads the engine still
+// tries (its samples) are probed first, and only the cached one is read
+// with a call that does not wait (which, on a disk, would start the read
+// of an uncached block on its own).
+func TestEngineCacheProbe(t *testing.T) {
+	v := newVethPair(t)
+	mem := blockstore.NewMemory(testSectors)
+	orig := pattern(testSectors*512, 4)
+	if _, err := mem.WriteAt(orig, 0); err != nil || mem.Flush() != nil {
+		t.Fatal("cannot fill the store")
+	}
+	const uncached = 64
+	store := &probeStore{cacheStore: cacheStore{Memory: mem, uncachedFrom: uncached * 512}}
+	h, err := NewHandler(Config{Major: 1, Minor: 2}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.serve(h, ServerConfig{})
+	tag := uint32(0)
+	// reads sends n one-frame reads of separate blocks (one chain each)
+	// from sector first on, 8 at a time, and checks their replies.
+	reads := func(first, n int) {
+		t.Helper()
+		for i := 0; i < n; i += 8 {
+			want := map[uint32]int{}
+			for k := i; k < min(i+8, n); k++ {
+				lba := first + 4*k
+				tag++
+				want[tag] = lba
+				v.send(ataRequest(v.imac, tag, aoe.ATA{Flags: aoe.ATAExtended, SectorCount: 2,
+					CmdStatus: aoe.ATAReadSectorsExt, LBA: uint64(lba)}))
+			}
+			for len(want) > 0 {
+				f, a, ok := v.reply(10 * time.Second)
+				if !ok {
+					t.Fatalf("no reply; still waiting for tags %v", want)
+				}
+				lba, seen := want[f.Header.Tag]
+				if !seen {
+					continue
+				}
+				delete(want, f.Header.Tag)
+				if a.CmdStatus&aoe.ATAStatusERR != 0 || !bytes.Equal(a.Data[:1024], orig[lba*512:lba*512+1024]) {
+					t.Fatalf("read of sector %d: status %#x or wrong data", lba, a.CmdStatus)
+				}
+			}
+		}
+	}
+	check := func(step string, vcalls, probes int32) {
+		t.Helper()
+		if n, p := store.vcalls.Load(), store.probes.Load(); n != vcalls || p != probes {
+			t.Errorf("%s: %d reads from the cache and %d probes, want %d and %d", step, n, p, vcalls, probes)
+		}
+	}
+	// While the cache serves (as at the start), reads are tried at once.
+	reads(uncached, guessWindow)
+	check("a window of misses", guessWindow, 0)
+	// Then one chain in guessSample is tried, and probed first.
+	reads(uncached, 2*guessSample)
+	check("two samples that miss", guessWindow, 2)
+	reads(0, guessSample)
+	check("a sample that hits", guessWindow+1, 3)
+}
+
 // TestEngineRingFlush writes through a file store with a ring, buffered
 // and O_DIRECT (the durable writes are flushed on the ring): sixteen
 // writes in one burst are acknowledged by fewer flushes, each write by one

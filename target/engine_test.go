@@ -41,3 +41,48 @@ func TestCacheGuess(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheGuessProbe checks when tried chains are probed first: after a
+// window of attempts with more than guessHot misses.
+func TestCacheGuessProbe(t *testing.T) {
+	if guessHot != 1 {
+		t.Fatal("the table assumes guessHot 1")
+	}
+	tests := []struct {
+		misses int // in the first window
+		probe  bool
+	}{
+		{0, false},
+		{1, false},
+		{2, true},
+		{guessMisses - 1, true},
+		{guessWindow, true},
+	}
+	for _, tt := range tests {
+		var g cacheGuess
+		if g.probe() {
+			t.Fatal("a new guess probes")
+		}
+		for i := range guessWindow {
+			if !g.try() {
+				t.Fatalf("%d misses: attempt %d not tried in the first window", tt.misses, i)
+			}
+			g.note(i >= tt.misses)
+			if i < guessWindow-1 && g.probe() {
+				t.Fatalf("%d misses: probing before the window ends", tt.misses)
+			}
+		}
+		if g.probe() != tt.probe {
+			t.Errorf("%d misses in a window: probe %v, want %v", tt.misses, g.probe(), tt.probe)
+		}
+		// A window of hits ends probing.
+		for range guessWindow * guessSample {
+			if g.try() {
+				g.note(true)
+			}
+		}
+		if g.probe() {
+			t.Errorf("%d misses, then hits: still probing", tt.misses)
+		}
+	}
+}

@@ -58,6 +58,16 @@ type NoWaitVectorReader interface {
 	ReadvAtNoWait(bufs [][]byte, off int64) (int, error)
 }
 
+// CacheProber is implemented by stores that can tell whether a range is
+// in the page cache without reading it or starting a read from the disk
+// (blockstore.File, with cachestat(2)): a read that does not wait and
+// misses starts the disk read on its own, with its own device
+// notification, where the engine's batch of reads shares one. The error
+// wraps errors.ErrUnsupported when the store cannot tell.
+type CacheProber interface {
+	Cached(off int64, n int) (bool, error)
+}
+
 // Limits of the per-export AoE state, as vblade has them.
 const (
 	// MaxMasks is the size of the Mac Mask List (AoEr11, Section 3.3).
@@ -175,6 +185,7 @@ type Handler struct {
 	store    Store
 	nowait   NoWaitReader // store, if it can read without blocking
 	nowaitv  NoWaitVectorReader
+	prober   CacheProber
 	vector   VectorStore // store, if it can do vectored I/O
 	log      *slog.Logger
 	identity [aoe.IdentifyLen]byte
@@ -220,6 +231,7 @@ func NewHandler(cfg Config, store Store) (*Handler, error) {
 	}
 	h.nowait, _ = store.(NoWaitReader)
 	h.nowaitv, _ = store.(NoWaitVectorReader)
+	h.prober, _ = store.(CacheProber)
 	h.vector, _ = store.(VectorStore)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
