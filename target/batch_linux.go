@@ -7,9 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mmsgConn receives and sends frames in batches with recvmmsg(2) and
-// sendmmsg(2) on an AF_PACKET socket, so that one system call carries
-// many frames. Its buffers and the functions it hands to the RawConn are
+// mmsgConn receives and sends frames in batches with recvmmsg(2) (or
+// from a receive ring, without a system call) and sendmmsg(2) on an
+// AF_PACKET socket, so that one system call carries many frames. Its buffers and the functions it hands to the RawConn are
 // made once, so a batch allocates nothing.
 type mmsgConn struct {
 	raw    syscall.RawConn
@@ -19,6 +19,13 @@ type mmsgConn struct {
 	done   int // messages received or sent
 	err    error
 	nowait bool // recv returns 0 instead of waiting
+
+	// ring, if set, is the socket's receive ring: recv takes frames
+	// from it, and recvmmsg is not used.
+	ring   *rxRing
+	rbufs  [][]byte // recv's, for ringFn
+	rlens  []int
+	ringFn func(fd uintptr) bool
 
 	recvFn, sendFn func(fd uintptr) bool
 }
@@ -45,6 +52,7 @@ func newMmsgConn(conn any, batch int) *mmsgConn {
 	}
 	m.recvFn = m.recvmmsg
 	m.sendFn = m.sendmmsg
+	m.ringFn = m.recvRing
 	return m
 }
 
@@ -73,11 +81,31 @@ func (m *mmsgConn) recvmmsg(fd uintptr) bool {
 	}
 }
 
+// recvRing copies the frames waiting in the ring into m.rbufs.
+func (m *mmsgConn) recvRing(uintptr) bool {
+	m.done, m.err = m.ring.take(m.rbufs, m.rlens), nil
+	return m.done > 0 || m.nowait
+}
+
 // recv receives up to len(bufs) frames, waiting for the first if wait is
 // set (else returning 0 when none is queued), and returns how many
 // arrived; lens[i] is the length of frame i.
 func (m *mmsgConn) recv(bufs [][]byte, lens []int, wait bool) (int, error) {
 	m.nowait = !wait
+	if m.ring != nil {
+		m.rbufs, m.rlens = bufs[:min(len(bufs), len(m.hdrs))], lens
+		err := m.raw.Read(m.ringFn)
+		m.rbufs, m.rlens = nil, nil
+		n := m.done
+		m.done = 0
+		if err != nil {
+			return 0, err
+		}
+		if m.err != nil {
+			return 0, m.err
+		}
+		return n, nil
+	}
 	m.cnt = min(len(bufs), len(m.hdrs))
 	for i := range m.cnt {
 		m.iovs[i].Base = &bufs[i][0]

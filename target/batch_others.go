@@ -3,7 +3,7 @@
 package target
 
 // mmsgConn batches frames on Linux only.
-type mmsgConn struct{}
+type mmsgConn struct{ ring *rxRing }
 
 func newMmsgConn(conn any, batch int) *mmsgConn { return nil }
 

@@ -20,6 +20,9 @@ import (
 // buffers.
 const minFrameBuf = 9216 + aoe.EthernetHeaderLen
 
+// jobBufLen is the size of the frame buffers at MTU mtu.
+func jobBufLen(mtu int) int { return max(minFrameBuf, mtu+aoe.EthernetHeaderLen) }
+
 // job is one frame buffer of the engine's pool and the request in it.
 type job struct {
 	req, resp []byte // each a whole frame buffer; data at byte 36 is page-aligned
@@ -98,7 +101,7 @@ func newEngine(p *port) *engine {
 	workers = min(workers, 1024)
 	pool := 2*int(h.bufcnt) + 2
 	_, info := p.state()
-	size := max(minFrameBuf, info.MTU+aoe.EthernetHeaderLen)
+	size := jobBufLen(info.MTU)
 	e := &engine{
 		p:      p,
 		free:   make(chan *job, pool),
@@ -809,7 +812,11 @@ func newReader(e *engine, queues int) *reader {
 func (r *reader) recv(conn net.PacketConn, wait bool) (int, error) {
 	if conn != r.conn {
 		r.conn = conn
+		r.detachRing()
 		r.mm = newMmsgConn(conn, r.batch)
+		if rc, ok := conn.(*ringConn); ok && r.mm != nil && rc.ring.attach() {
+			r.mm.ring = rc.ring
+		}
 	}
 	if r.mm == nil && !wait {
 		return 0, nil
@@ -1128,6 +1135,16 @@ func (r *reader) release() {
 		r.e.free <- j
 	}
 	r.stash = r.stash[:0]
+	r.detachRing()
+}
+
+// detachRing lets go of the receive ring of the socket the loop received
+// from, if it had one.
+func (r *reader) detachRing() {
+	if r.mm != nil && r.mm.ring != nil {
+		r.mm.ring.detach()
+		r.mm.ring = nil
+	}
 }
 
 // watchdog answers requests whose I/O takes longer than a deadline with

@@ -341,13 +341,21 @@ func (s markedSlowStore) WriteAt(p []byte, off int64) (int, error) {
 // duplicate, the last to arrive, must land last). Overlapping writes must
 // be applied in arrival order.
 func TestEngineOrderingAcrossSocket(t *testing.T) {
+	for _, noRecvRing := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ring", true: "recvmmsg"}[noRecvRing], func(t *testing.T) {
+			testEngineOrdering(t, noRecvRing)
+		})
+	}
+}
+
+func testEngineOrdering(t *testing.T, noRecvRing bool) {
 	v := newVethPair(t)
 	mem := blockstore.NewMemory(testSectors)
 	h, err := NewHandler(Config{Major: 1, Minor: 2, BufferCount: 64}, markedSlowStore{mem})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.serve(h, ServerConfig{})
+	v.serve(h, ServerConfig{NoRecvRing: noRecvRing})
 	const rounds, ranges = 60, 12
 	want := make(map[uint64][]byte)
 	tag := uint32(0)

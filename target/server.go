@@ -27,6 +27,8 @@ type ServerConfig struct {
 	Interfaces []string
 	// RecvBuffer and SendBuffer size the sockets' kernel buffers in bytes;
 	// 0 means BufferCount frames of the interface's MTU, as vblade does.
+	// A socket with a receive ring (see NoRecvRing) receives into the
+	// ring instead: twice BufferCount frames, and a batch.
 	RecvBuffer, SendBuffer int
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
@@ -50,6 +52,10 @@ type ServerConfig struct {
 	// NoRing keeps disk I/O on worker threads even when the store can use
 	// io_uring.
 	NoRing bool
+	// NoRecvRing receives frames with recvmmsg(2) instead of from a
+	// receive ring (PACKET_RX_RING, made when a socket opens) where the
+	// kernel puts each frame as it arrives: no system call per batch.
+	NoRecvRing bool
 	// MonitorInterval is how often each interface is checked for a new
 	// MTU, a link that came back up or an interface that was recreated; 0
 	// means 2 seconds.
@@ -236,6 +242,19 @@ func (p *port) open() error {
 		return fmt.Errorf("target: listen on %s: %w", p.name, err)
 	}
 	extra := p.openQueues(conn, ifi, cfg)
+	if !p.s.cfg.NoRecvRing {
+		// Each socket gets its receive ring now, before frames are
+		// expected: making it drops what the socket has queued. Room
+		// for what its buffer would hold: twice the buffer count (a
+		// window, and the next), and a batch.
+		slots, size := 2*int(p.s.h.bufcnt)+maxBatch, jobBufLen(ifi.MTU)
+		if conn, err = withRecvRing(conn, slots, size); err != nil {
+			p.log.Info("no receive ring; receiving with recvmmsg", "err", err)
+		}
+		for i, c := range extra {
+			extra[i], _ = withRecvRing(c, slots, size)
+		}
+	}
 	p.mu.Lock()
 	old := p.extra
 	p.extra = extra
