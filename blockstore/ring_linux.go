@@ -215,12 +215,9 @@ func (r *Ring) Prepare(write bool, bufs [][]byte, off int64, user uint64) error 
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
-		return ErrClosed
-	}
-	idx, ok := r.slot()
-	if !ok {
-		return ErrRingFull
+	idx, err := r.reserve()
+	if err != nil {
+		return err
 	}
 	iov := &r.iovs[idx]
 	n := 0
@@ -255,12 +252,9 @@ func (r *Ring) PrepareFlush(user uint64) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
-		return ErrClosed
-	}
-	idx, ok := r.slot()
-	if !ok {
-		return ErrRingFull
+	idx, err := r.reserve()
+	if err != nil {
+		return err
 	}
 	r.queue(idx, uringSQE{opcode: ioringOpFsync, fd: int32(r.f.fd), rwFlags: ioringFsyncDatasync, userData: user})
 	r.pending.Add(1)
@@ -293,6 +287,20 @@ func (r *Ring) slot() (idx uint32, ok bool) {
 		return 0, false
 	}
 	return tail & *r.sqMask, true
+}
+
+// reserve returns the index of the next free submission entry for an
+// operation, with r.mu held: ErrClosed once the ring is closed,
+// ErrRingFull if the queue is full.
+func (r *Ring) reserve() (uint32, error) {
+	if r.closed {
+		return 0, ErrClosed
+	}
+	idx, ok := r.slot()
+	if !ok {
+		return 0, ErrRingFull
+	}
+	return idx, nil
 }
 
 // queue fills entry idx (from slot) with e and queues it for the next

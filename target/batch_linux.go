@@ -95,7 +95,7 @@ const ringSpin = 5 * time.Microsecond
 // recvRing copies the frames waiting in the ring into m.rbufs; before it
 // reports none to a receive that waits, it watches the ring for ringSpin.
 func (m *mmsgConn) recvRing(uintptr) bool {
-	m.done, m.err = m.ring.take(m.rbufs, m.rlens), nil
+	m.done = m.ring.take(m.rbufs, m.rlens)
 	if m.done == 0 && !m.nowait {
 		until := mono() + int64(ringSpin)
 		for m.done == 0 && mono() < until {
@@ -118,9 +118,6 @@ func (m *mmsgConn) recv(bufs [][]byte, lens []int, wait bool) (int, error) {
 		m.done = 0
 		if err != nil {
 			return 0, err
-		}
-		if m.err != nil {
-			return 0, m.err
 		}
 		return n, nil
 	}

@@ -66,6 +66,8 @@ func newRxRing(conn syscall.Conn, slots, frameLen int) (*rxRing, error) {
 			r.early = append(r.early, b[:n])
 		}
 		if err = unix.SetsockoptTpacketReq(int(fd), unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+			// The frames taken above are dropped with r: the socket
+			// goes on with recvmmsg, and the initiator sends them again.
 			err = fmt.Errorf("PACKET_RX_RING: %w", err)
 			return
 		}
