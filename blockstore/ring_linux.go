@@ -120,6 +120,54 @@ type Ring struct {
 	waitIn []Completion // Wait's, for waitFn
 	waitN  int
 	waitFn func(fd uintptr) bool
+
+	lanes []*FlushLane // closed with the ring
+	// direct, set by WriteDirect, is the window opened again O_DIRECT:
+	// the ring's writes go through it.
+	direct *File
+}
+
+// WriteDirect makes the ring's writes of a store opened without Direct
+// go to the disk directly: through a file description of the same file
+// opened O_DIRECT, so that they need no write-back when the store is
+// flushed, and a group of writes is on the disk (if not yet stable) as
+// soon as its last one completes. Reads still use the page cache, which
+// the kernel keeps coherent: a direct write drops the cached pages it
+// overwrites (and writes back any dirty ones first). Writes that O_DIRECT
+// cannot take as they are (buffers, offsets or lengths not aligned as the
+// file needs) are refused by Prepare, to be done with WritevAt. It fails,
+// and nothing changes, if the file cannot be opened O_DIRECT at sector
+// granularity (tmpfs before Linux 6.6, a filesystem or device that needs
+// larger blocks), if the store is read-only, or if it is Direct already.
+// Call it before the first Prepare.
+func (r *Ring) WriteDirect() error {
+	f := r.f
+	if f.ro || f.dio {
+		return fmt.Errorf("blockstore: %s: direct writes are for writable stores opened without Direct", f.path)
+	}
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.fd), unix.O_RDWR|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("blockstore: open %s again O_DIRECT: %w", f.path, err)
+	}
+	osf := os.NewFile(uintptr(fd), f.path)
+	raw, err := osf.SyscallConn()
+	if err != nil {
+		osf.Close()
+		return fmt.Errorf("blockstore: %s: %w", f.path, err)
+	}
+	d := &File{file: osf, raw: raw, path: f.path, base: f.base, size: f.size, sync: f.sync, blk: f.blk, dio: true, fd: fd}
+	if err := d.checkDirect(); err != nil {
+		osf.Close()
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.direct != nil {
+		osf.Close()
+		return fmt.Errorf("blockstore: %s: direct writes: ring closed, or direct already", f.path)
+	}
+	r.direct = d
+	return nil
 }
 
 // NewRing returns a Ring of at least entries slots for f's I/O, or an
@@ -205,6 +253,9 @@ func (r *Ring) Prepare(write bool, bufs [][]byte, off int64, user uint64) error 
 		if f.ro {
 			return fmt.Errorf("blockstore: write %s: %w", f.path, ErrReadOnly)
 		}
+		if r.direct != nil {
+			f = r.direct
+		}
 	}
 	_, aligned, err := f.vecSpan(op, bufs, off)
 	if err != nil {
@@ -247,6 +298,10 @@ func (r *Ring) Prepare(write bool, bufs [][]byte, off int64, user uint64) error 
 // blocks in it; Wait returns its Completion with user, whose Err is to be
 // passed to FlushResult.
 func (r *Ring) PrepareFlush(user uint64) error {
+	return r.prepareFlush(r.f.fd, user)
+}
+
+func (r *Ring) prepareFlush(fd int, user uint64) error {
 	if r.f.ro {
 		return fmt.Errorf("blockstore: flush %s: %w", r.f.path, ErrReadOnly)
 	}
@@ -256,9 +311,56 @@ func (r *Ring) PrepareFlush(user uint64) error {
 	if err != nil {
 		return err
 	}
-	r.queue(idx, uringSQE{opcode: ioringOpFsync, fd: int32(r.f.fd), rwFlags: ioringFsyncDatasync, userData: user})
+	r.queue(idx, uringSQE{opcode: ioringOpFsync, fd: int32(fd), rwFlags: ioringFsyncDatasync, userData: user})
 	r.pending.Add(1)
 	return nil
+}
+
+// A FlushLane flushes a Ring's file through a file description of its
+// own, so that flushes on different lanes may be in flight together
+// safely. The kernel reports a write-back error once per file
+// description, to the first fdatasync on it that looks: two flushes in
+// flight on one description could hand the error of a page to the one
+// that does not cover it, and the other would succeed although a write it
+// covers was lost. Each lane's description sees every error that happens
+// after it was opened once, so a lane whose flushes are one at a time
+// misses none: a flush on a lane reports the failure of any write that
+// completed before it was submitted (or its lane's previous flush did).
+type FlushLane struct {
+	r  *Ring
+	fd int
+}
+
+// NewFlushLane opens a file description of the ring's file for flushes
+// (closed with the ring), or fails if the store is read-only or the file
+// cannot be opened again (through /proc/self/fd).
+func (r *Ring) NewFlushLane() (*FlushLane, error) {
+	if r.f.ro {
+		return nil, fmt.Errorf("blockstore: flush %s: %w", r.f.path, ErrReadOnly)
+	}
+	// O_RDONLY: fdatasync needs no write access, and a block device
+	// opened without O_EXCL takes no new claim.
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", r.f.fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("blockstore: open %s again for flushes: %w", r.f.path, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		unix.Close(fd)
+		return nil, fmt.Errorf("blockstore: flush lane: %w", ErrClosed)
+	}
+	l := &FlushLane{r: r, fd: fd}
+	r.lanes = append(r.lanes, l)
+	return l, nil
+}
+
+// PrepareFlush queues an fdatasync(2) of the file on the lane, as
+// Ring.PrepareFlush does on the store's own description. Flush each lane
+// one flush at a time: prepare the next only once Wait has returned the
+// last.
+func (l *FlushLane) PrepareFlush(user uint64) error {
+	return l.r.prepareFlush(l.fd, user)
 }
 
 // FlushResult returns what Flush would have returned for a flush done
@@ -438,7 +540,18 @@ func (r *Ring) reap(out []Completion) int {
 func (r *Ring) Close() error {
 	r.mu.Lock()
 	r.closed = true
+	lanes, direct := r.lanes, r.direct
+	r.lanes = nil
 	r.mu.Unlock()
+	// A flush in flight holds its own reference to the file: closing
+	// the lane's descriptor does not cut it short.
+	for _, l := range lanes {
+		unix.Close(l.fd)
+	}
+	if direct != nil {
+		// Not File.Close, which flushes: the store's Close does.
+		direct.file.Close()
+	}
 	if r.file != nil {
 		// Close waits for a Wait inside its reap to return, and makes
 		// Wait fail from then on: the rings can then be unmapped.

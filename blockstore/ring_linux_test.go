@@ -3,10 +3,13 @@ package blockstore
 import (
 	"bytes"
 	"errors"
+	"io"
 	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func newTestRing(t *testing.T, f *File, entries uint32) *Ring {
@@ -233,5 +236,138 @@ func TestRingFlush(t *testing.T) {
 	rr := newTestRing(t, ro, 4)
 	if err := rr.PrepareFlush(1); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("flush of a read-only store: %v", err)
+	}
+}
+
+// TestFlushLane flushes on two lanes at once, each on a file description
+// of its own, and checks what lanes refuse and that the ring's Close
+// closes them.
+func TestFlushLane(t *testing.T) {
+	f := mustOpen(t, tempFile(t, make([]byte, 64*512)), Options{})
+	r := newTestRing(t, f, 8)
+	a, err := r.NewFlushLane()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.NewFlushLane()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.fd == b.fd || a.fd == f.fd || b.fd == f.fd {
+		t.Fatalf("lanes share descriptors: %d, %d, store %d", a.fd, b.fd, f.fd)
+	}
+	// Its own open file description: its offset is not the store's.
+	if _, err := unix.Seek(a.fd, 4096, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if off, _ := unix.Seek(b.fd, 0, io.SeekCurrent); off != 0 {
+		t.Fatalf("lane b's offset moved with lane a's: %d", off)
+	}
+	if _, err := f.WriteAt(pattern(1024, 2), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PrepareFlush(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PrepareFlush(2); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Submit(); err != nil || n != 2 {
+		t.Fatalf("Submit: %d, %v", n, err)
+	}
+	cs := make([]Completion, 4)
+	seen := map[uint64]bool{}
+	for len(seen) < 2 {
+		n, err := r.Wait(cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs[:n] {
+			if c.Err != nil || seen[c.User] || (c.User != 1 && c.User != 2) {
+				t.Fatalf("flush completion %+v (seen %v)", c, seen)
+			}
+			seen[c.User] = true
+		}
+	}
+	fds := []int{a.fd, b.fd}
+	r.Close()
+	for _, fd := range fds {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+			t.Errorf("lane descriptor %d open after the ring's Close: %v", fd, err)
+		}
+	}
+	if _, err := r.NewFlushLane(); !errors.Is(err, ErrClosed) {
+		t.Errorf("lane of a closed ring: %v", err)
+	}
+
+	ro := mustOpen(t, tempFile(t, make([]byte, 64*512)), Options{ReadOnly: true})
+	if _, err := newTestRing(t, ro, 4).NewFlushLane(); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("lane of a read-only store: %v", err)
+	}
+}
+
+// TestWriteDirect sends a buffered store's ring writes through O_DIRECT:
+// the written page leaves the page cache (where the kernel can say), reads
+// see the new data, the rest of the window is untouched, unaligned buffers
+// are refused, and stores that cannot or need not are refused.
+func TestWriteDirect(t *testing.T) {
+	orig := pattern(256*512, 6)
+	path := tempFile(t, orig)
+	f := mustOpen(t, path, Options{Offset: 8, Length: 128})
+	r := newTestRing(t, f, 8)
+	// Cache the window.
+	if _, err := f.ReadAt(make([]byte, 128*512), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteDirect(); errors.Is(err, ErrNoDirect) {
+		t.Skipf("skipping: %v", err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteDirect(); err == nil {
+		t.Error("a second WriteDirect succeeded")
+	}
+	data := alignedBuf(4096, 0)
+	copy(data, pattern(4096, 9))
+	const off = 4096 - 8*512 // page 1 of the file
+	if err := r.Prepare(true, [][]byte{data[:1024], data[1024:]}, off, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Prepare(true, [][]byte{alignedBuf(512, 1)}, 0, 6); err == nil {
+		t.Error("a misaligned buffer was taken for a direct write")
+	}
+	if _, err := r.Submit(); err != nil {
+		t.Fatal(err)
+	}
+	cs := make([]Completion, 2)
+	if n, err := r.Wait(cs); err != nil || n != 1 || cs[0].User != 5 || cs[0].Err != nil || cs[0].N != 4096 {
+		t.Fatalf("direct write: %d %+v %v", n, cs[0], err)
+	}
+	if ok, err := f.Cached(off, 4096); err == nil && ok && !f.inRAM {
+		t.Error("the page a direct write covered is still cached")
+	} else if err != nil {
+		t.Logf("cachestat: %v", err)
+	}
+	got := make([]byte, 4096)
+	if _, err := f.ReadAt(got, off); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read after the direct write: %v, data equal %v", err, bytes.Equal(got, data))
+	}
+	want := bytes.Clone(orig[8*512 : 136*512])
+	copy(want[off:], data)
+	checkWindow(t, readFile(t, path), orig, want, 8*512)
+	r.Close()
+
+	for _, opts := range []Options{{ReadOnly: true}, {Direct: true}} {
+		g, err := Open(tempFile(t, make([]byte, 64*512)), opts)
+		if errors.Is(err, ErrNoDirect) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := newTestRing(t, g, 4).WriteDirect(); err == nil {
+			t.Errorf("WriteDirect on a store opened %+v succeeded", opts)
+		}
+		g.Close()
 	}
 }

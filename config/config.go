@@ -121,6 +121,9 @@ type Export struct {
 	Queues int
 	// IOUring selects io_uring for I/O on File.
 	IOUring bool
+	// CachedWrites keeps durable writes of a buffered export in the page
+	// cache (target.ServerConfig.CachedWrites).
+	CachedWrites bool
 	// Line is the line of the export's [[export]] header in the file (0 if
 	// unknown).
 	Line int
@@ -145,7 +148,8 @@ func (e Export) Same(o Export) bool {
 		e.ConfigString == o.ConfigString &&
 		e.IOTimeout == o.IOTimeout &&
 		e.Queues == o.Queues &&
-		e.IOUring == o.IOUring
+		e.IOUring == o.IOUring &&
+		e.CachedWrites == o.CachedWrites
 }
 
 // Address returns "e<shelf>.<slot>".
@@ -250,6 +254,7 @@ type rawSettings struct {
 	IOTimeout    *string   `toml:"io_timeout"`
 	Queues       *int64    `toml:"queues"`
 	IOUring      *bool     `toml:"io_uring"`
+	CachedWrites *bool     `toml:"cached_writes"`
 }
 
 // rawExport is one [[export]] table as written.
@@ -297,6 +302,7 @@ var (
 		"io_timeout":    `a duration string such as "30s"`,
 		"queues":        "an integer",
 		"io_uring":      "true or false",
+		"cached_writes": "true or false",
 	}
 	exportOnlyKeys = map[string]string{
 		"name":  "a string",
@@ -660,6 +666,7 @@ func (p *parser) settings(s *rawSettings, e *Export, line int, who string) {
 		{s.Sync, &e.Sync},
 		{s.Writeback, &e.Writeback},
 		{s.IOUring, &e.IOUring},
+		{s.CachedWrites, &e.CachedWrites},
 	} {
 		if b.v != nil {
 			*b.dst = *b.v

@@ -206,6 +206,7 @@ config_string = "hello"
 io_timeout = "5s"
 queues = 2
 io_uring = false
+cached_writes = true
 
 [[export]]
 shelf = 7
@@ -230,6 +231,7 @@ config_string = ""
 io_timeout = "0"
 queues = 1
 io_uring = true
+cached_writes = false
 `
 	f, err := Parse(testPath, []byte(doc))
 	if err != nil {
@@ -242,12 +244,12 @@ io_uring = true
 			ReadOnly: true, Direct: true, Sync: true,
 			MACs:        []aoe.MAC{{0x00, 0x11, 0x22, 0x33, 0x44, 0x55}},
 			BufferCount: 32, ConfigString: "hello", IOTimeout: 5 * time.Second,
-			Queues: 2, IOUring: false, Line: 16,
+			Queues: 2, IOUring: false, CachedWrites: true, Line: 17,
 		},
 		{
 			Name: "b", Shelf: 7, Slot: 4, File: "/srv/b.img",
 			Interfaces: []string{"eth3"}, Writeback: true, MACs: []aoe.MAC{},
-			BufferCount: 16, IOTimeout: 0, Queues: 1, IOUring: true, Line: 21,
+			BufferCount: 16, IOTimeout: 0, Queues: 1, IOUring: true, Line: 22,
 		},
 	}
 	if diff := cmp.Diff(want, f.Exports); diff != "" {

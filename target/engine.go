@@ -78,18 +78,33 @@ type engine struct {
 	// ringFlush: durable writes are flushed on the ring (group commit
 	// without a thread blocked in fdatasync): the completer and the
 	// committer add the chains whose writes are in the store to next;
-	// flushing is the group whose flush is in flight, and its completion
-	// starts the next.
-	ringFlush      bool
-	ringFlushOff   atomic.Bool // the ring cancelled a flush: the committer flushes from then on
-	flushMu        sync.Mutex  // guards flushing, next, flushBusy
-	flushing, next []*job
-	spare          []*job // the third array, for the group being acknowledged
-	flushBusy      bool
-	jobs           []*job
-	ringDone       sync.WaitGroup
-	ringErrs       errLimiter
-	errs           errLimiter
+	// a free lane takes them all in a flush, and its completion
+	// acknowledges them and starts the next flush if writes wait.
+	ringFlush    bool
+	ringFlushOff atomic.Bool // the ring cancelled a flush: the committer flushes from then on
+	flushMu      sync.Mutex  // guards lanes, next, spare
+	lanes        []flushLane
+	next         []*job
+	spare        []*job // the group being acknowledged's array goes back here
+	jobs         []*job
+	ringDone     sync.WaitGroup
+	ringErrs     errLimiter
+	errs         errLimiter
+}
+
+// maxFlushLanes is how many flushes of durable writes the engine keeps in
+// flight at once, each on its own file description of the store
+// (blockstore.FlushLane). A device flush takes long and little CPU: while
+// one runs, the writes acknowledged by the last one come back, and a
+// second flush lets them go to the device without waiting for the first.
+const maxFlushLanes = 2
+
+// flushLane is a flush lane of the engine and the group of chains whose
+// flush is in flight on it, if busy.
+type flushLane struct {
+	lane  *blockstore.FlushLane
+	busy  bool
+	group []*job
 }
 
 func newEngine(p *port) *engine {
@@ -122,7 +137,7 @@ func newEngine(p *port) *engine {
 	}
 	if rs, ok := h.store.(RingStore); ok && !p.s.cfg.NoRing {
 		entries := uint32(1)
-		for entries < uint32(pool)+2 { // room for every chain, a flush and a wake-up
+		for entries < uint32(pool+maxFlushLanes+1) { // room for every chain, the flushes and a wake-up
 			entries <<= 1
 		}
 		r, err := rs.NewRing(entries)
@@ -136,10 +151,19 @@ func newEngine(p *port) *engine {
 			// workers' pwritev. O_DIRECT writes go to the ring.
 			d, ok := h.store.(interface{ Direct() bool })
 			e.ringWrites = ok && d.Direct()
-			e.ringFlush = h.groupCommit()
-			e.flushing = make([]*job, 0, pool)
-			e.next = make([]*job, 0, pool)
-			e.spare = make([]*job, 0, pool)
+			if !e.ringWrites && h.groupCommit() && !p.s.cfg.CachedWrites {
+				// Durable writes of a buffered store go straight to
+				// the disk: the group's flush then has no pages to
+				// write back, only the device's cache to flush.
+				if err := r.WriteDirect(); err != nil {
+					p.log.Info("durable writes go through the page cache", "err", err)
+				} else {
+					e.ringWrites = true
+				}
+			}
+			if h.groupCommit() {
+				e.openFlushLanes(pool)
+			}
 		}
 	}
 	return e
@@ -200,7 +224,7 @@ func (e *engine) completer() {
 	defer e.ringDone.Done()
 	h := e.p.s.h
 	w := newWorkerState()
-	cs := make([]blockstore.Completion, len(e.jobs)+2)
+	cs := make([]blockstore.Completion, len(e.jobs)+maxFlushLanes+1)
 	// The chains answered in this round: their replies go out in one
 	// batch, then their buffers back to the pool.
 	done := make([]*job, 0, len(e.jobs))
@@ -221,12 +245,12 @@ func (e *engine) completer() {
 				stop = true
 				continue
 			}
-			if c.User == e.flushUser() {
+			if i, ok := e.flushLaneOf(c.User); ok {
 				err := c.Err
 				if testRingFlushResult != nil {
 					err = testRingFlushResult(err)
 				}
-				done = e.flushed(err, w, done)
+				done = e.flushed(i, err, w, done)
 				continue
 			}
 			j := e.jobs[c.User]
@@ -284,13 +308,39 @@ func (e *engine) completer() {
 	}
 }
 
-// flushUser is the ring's user data of a flush (the jobs' are their
-// indexes).
-func (e *engine) flushUser() uint64 { return uint64(len(e.jobs)) }
+// openFlushLanes opens the flush lanes of the ring and turns ring
+// flushes on if it has at least one; groups hold at most pool chains.
+func (e *engine) openFlushLanes(pool int) {
+	for range maxFlushLanes {
+		l, err := e.ring.NewFlushLane()
+		if err != nil {
+			e.p.log.Info("flush lane unavailable", "err", err, "lanes", len(e.lanes))
+			break
+		}
+		e.lanes = append(e.lanes, flushLane{lane: l, group: make([]*job, 0, pool)})
+	}
+	if len(e.lanes) == 0 {
+		return // the committer flushes with fdatasync
+	}
+	e.ringFlush = true
+	e.next = make([]*job, 0, pool)
+	e.spare = make([]*job, 0, pool)
+}
+
+// flushUser is the ring's user data of a flush on lane i (the jobs' are
+// their indexes).
+func (e *engine) flushUser(i int) uint64 { return uint64(len(e.jobs) + i) }
+
+// flushLaneOf returns the lane whose flush has the user data u, if it is
+// a flush's.
+func (e *engine) flushLaneOf(u uint64) (int, bool) {
+	i := int(u - uint64(len(e.jobs)))
+	return i, u >= uint64(len(e.jobs)) && i < len(e.lanes)
+}
 
 // toFlush adds chains, whose writes are in the store (or failed), to the
-// next flush on the ring, and prepares that flush if none is in flight;
-// the caller submits it (flushRing). If the ring refuses it, the
+// next flush on the ring, and prepares that flush if a lane is free; the
+// caller submits it (flushRing). If the ring refuses it, the
 // committer flushes the chains with a blocking call.
 func (e *engine) toFlush(chains []*job) {
 	e.flushMu.Lock()
@@ -302,21 +352,29 @@ func (e *engine) toFlush(chains []*job) {
 	}
 }
 
-// startFlushLocked prepares a flush of the chains in next unless one is
-// in flight, with flushMu held.
+// startFlushLocked prepares a flush of the chains in next on a free lane,
+// if there is one, with flushMu held.
 func (e *engine) startFlushLocked() error {
-	if e.flushBusy || len(e.next) == 0 {
+	if len(e.next) == 0 {
 		return nil
+	}
+	i := 0
+	for i < len(e.lanes) && e.lanes[i].busy {
+		i++
+	}
+	if i == len(e.lanes) {
+		return nil // the first lane to finish takes them
 	}
 	if e.ringFlushOff.Load() {
 		return errRingFlushOff
 	}
-	if err := e.ring.PrepareFlush(e.flushUser()); err != nil {
+	l := &e.lanes[i]
+	if err := l.lane.PrepareFlush(e.flushUser(i)); err != nil {
 		return err
 	}
 	e.p.s.h.stats.Flushes.Add(1)
-	e.flushBusy = true
-	e.flushing, e.next = e.next, e.flushing[:0]
+	l.busy = true
+	l.group, e.next = e.next, l.group[:0]
 	return nil
 }
 
@@ -344,11 +402,14 @@ func (e *engine) blockingFlush(err error) {
 	}
 }
 
-// flushed acknowledges the writes of the flush that completed with err
-// (their replies queued on w, the chains appended to done, to be released
-// once the replies are sent), and starts the next flush if writes wait
-// for one.
-func (e *engine) flushed(err error, w *workerState, done []*job) []*job {
+// flushed acknowledges the writes of the flush on lane i that completed
+// with err (their replies queued on w, the chains appended to done, to be
+// released once the replies are sent), and starts the next flush if
+// writes wait for one. Its result alone says whether they are safe: the
+// lane's file description reports every write-back error once, and a
+// failure is sticky (FlushResult), so a flush in flight on the other lane
+// cannot take an error that belongs to this one's writes.
+func (e *engine) flushed(i int, err error, w *workerState, done []*job) []*job {
 	// ECANCELED: io_uring cancelled the flush before it ran (seen on Linux
 	// 6.1 when it could not start a kernel worker), not a failure of the
 	// store. The committer flushes this group, and every later one, with a
@@ -360,9 +421,10 @@ func (e *engine) flushed(err error, w *workerState, done []*job) []*job {
 		e.p.log.Warn("io_uring cancelled a flush; flushing with fdatasync from now on", "err", err)
 	}
 	e.flushMu.Lock()
-	group := e.flushing
-	e.flushing, e.spare = e.spare[:0], nil
-	e.flushBusy = false
+	l := &e.lanes[i]
+	group := l.group
+	l.group, e.spare = e.spare[:0], nil
+	l.busy = false
 	if cancelled {
 		e.next = append(e.next, group...)
 		clear(group)

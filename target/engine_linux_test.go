@@ -798,14 +798,23 @@ func TestEngineCacheProbe(t *testing.T) {
 }
 
 // TestEngineRingFlush writes through a file store with a ring, buffered
-// and O_DIRECT (the durable writes are flushed on the ring): sixteen
-// writes in one burst are acknowledged by fewer flushes, each write by one
-// flush, and the file holds them all.
+// (its durable writes go to the disk directly, or with CachedWrites through
+// the page cache) and O_DIRECT, the durable writes flushed on the ring's
+// lanes: sixteen writes in one burst are acknowledged by fewer flushes,
+// each write by one flush, and the file holds them all.
 func TestEngineRingFlush(t *testing.T) {
-	for _, direct := range []bool{false, true} {
-		t.Run(map[bool]string{false: "buffered", true: "direct"}[direct], func(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		direct, cached bool
+		ringWrites     bool // the writes go to the ring
+	}{
+		{"buffered", false, false, true},
+		{"cached", false, true, false},
+		{"direct", true, false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			v := newVethPair(t)
-			path, f := ringFile(t, direct)
+			path, f := ringFile(t, tt.direct)
 			h, err := NewHandler(Config{Major: 1, Minor: 2}, f)
 			if err != nil {
 				t.Fatal(err)
@@ -817,11 +826,14 @@ func TestEngineRingFlush(t *testing.T) {
 				v.send(ataRequest(hostA, uint32(lba), aoe.ATA{Flags: aoe.ATAExtended | aoe.ATAWrite, SectorCount: 2,
 					CmdStatus: aoe.ATAWriteSectorsExt, LBA: lba, Data: pattern(1024, byte(i))}))
 			}
-			v.serve(h, ServerConfig{})
+			v.serve(h, ServerConfig{CachedWrites: tt.cached})
 			for range writes {
 				if _, a, ok := v.reply(10 * time.Second); !ok || a.CmdStatus != aoe.ATAStatusDRDY {
 					t.Fatalf("write: answered %v, status %#x", ok, a.CmdStatus)
 				}
+			}
+			if n := h.Stats().WriteIOs.Load(); (n > 0) != tt.ringWrites {
+				t.Errorf("%d writes through the ring, want some: %v", n, tt.ringWrites)
 			}
 			flushes := h.Stats().Flushes.Load()
 			cs := h.CommitSizes()

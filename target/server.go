@@ -52,6 +52,16 @@ type ServerConfig struct {
 	// NoRing keeps disk I/O on worker threads even when the store can use
 	// io_uring.
 	NoRing bool
+	// CachedWrites keeps the durable writes of a store opened without
+	// O_DIRECT in the page cache, written back by each group's flush (as
+	// vblade's are). By default, where the store has an io_uring and the
+	// file takes O_DIRECT at sector granularity, they go straight to the
+	// disk through a second, O_DIRECT file description
+	// (blockstore.Ring.WriteDirect): faster, as the flush then only
+	// empties the device's cache, but a written block leaves the page
+	// cache (the kernel drops the cached pages a direct write covers), so
+	// the next read of it goes to the disk. Reads still use the cache.
+	CachedWrites bool
 	// NoRecvRing receives frames with recvmmsg(2) instead of from a
 	// receive ring (PACKET_RX_RING, made when a socket opens) where the
 	// kernel puts each frame as it arrives: no system call per batch.

@@ -228,11 +228,12 @@ func serveExport(ctx context.Context, e config.Export, en *env, log *slog.Logger
 		"offset", e.Offset, "direct", e.Direct, "sync", e.Sync, "bufcnt", e.BufferCount,
 		"masks", len(start.Masks), "writes", durability, "io_timeout", e.IOTimeout, "queues", e.Queues, "version", version)
 	srv := target.NewServer(h, target.ServerConfig{
-		Interfaces: e.Interfaces,
-		Logger:     log,
-		IOTimeout:  e.IOTimeout,
-		Queues:     e.Queues,
-		NoRing:     !e.IOUring,
+		Interfaces:   e.Interfaces,
+		Logger:       log,
+		IOTimeout:    e.IOTimeout,
+		Queues:       e.Queues,
+		NoRing:       !e.IOUring,
+		CachedWrites: e.CachedWrites,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()

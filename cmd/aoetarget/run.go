@@ -54,6 +54,7 @@ type options struct {
 	ioTimeout  time.Duration
 	queues     int
 	noRing     bool
+	cached     bool
 	masks      []aoe.MAC
 	offset     int64
 	length     int64
@@ -122,6 +123,9 @@ aoetarget's options:
                         receive path (default 1)
       --no-io-uring     do disk I/O on threads (pread/pwrite) even where
                         io_uring is available
+      --cached-writes   keep durable writes in the page cache, written
+                        back by each flush, instead of writing them to the
+                        disk directly (O_DIRECT) where the file allows it
       --config-string S initial AoE config string (at most 1024 bytes)
       --state-dir DIR   keep the config string, MAC mask list and reserve
                         list that initiators set across restarts, in DIR
@@ -159,6 +163,7 @@ func parseArgs(args []string) (*options, error) {
 	fs.DurationVar(&o.ioTimeout, "io-timeout", DefaultIOTimeout, "")
 	fs.IntVar(&o.queues, "queues", 1, "")
 	fs.BoolVar(&o.noRing, "no-io-uring", false, "")
+	fs.BoolVar(&o.cached, "cached-writes", false, "")
 	fs.StringVar(&o.cstring, "config-string", "", "")
 	fs.StringVar(&o.configPath, "config", "", "")
 	fs.StringVar(&o.checkConfig, "check-config", "", "")
@@ -182,7 +187,7 @@ func parseArgs(args []string) (*options, error) {
 		// The file holds the exports: none of the one-export flags or
 		// arguments apply.
 		for _, name := range []string{"bufcnt", "direct", "sync", "read-only", "mac", "offset", "length",
-			"writeback", "io-timeout", "queues", "no-io-uring", "config-string", "vblade-conf"} {
+			"writeback", "io-timeout", "queues", "no-io-uring", "cached-writes", "config-string", "vblade-conf"} {
 			if fs.Changed(name) {
 				return nil, usagef("--%s: set it in the config file (aoetarget.toml(5)), not with --config", name)
 			}
@@ -298,6 +303,7 @@ func (o *options) export() config.Export {
 		IOTimeout:    o.ioTimeout,
 		Queues:       o.queues,
 		IOUring:      !o.noRing,
+		CachedWrites: o.cached,
 	}
 	e.Name = e.Address()
 	return e

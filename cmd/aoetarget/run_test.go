@@ -37,6 +37,7 @@ func TestParseArgs(t *testing.T) {
 		{"io timeout", "--io-timeout 5s 1 1 e f", options{bufcnt: 16, ioTimeout: 5 * time.Second, shelf: 1, slot: 1, netif: "e", filename: "f"}},
 		{"no io timeout", "--io-timeout=0 1 1 e f", options{bufcnt: 16, ioTimeout: -1, shelf: 1, slot: 1, netif: "e", filename: "f"}},
 		{"queues", "--queues 4 1 1 e f", options{bufcnt: 16, queues: 4, shelf: 1, slot: 1, netif: "e", filename: "f"}},
+		{"cached writes", "--cached-writes 1 1 e f", options{bufcnt: 16, cached: true, shelf: 1, slot: 1, netif: "e", filename: "f"}},
 		{"help", "--help", options{help: true}},
 		{"version", "--version", options{vers: true}},
 	}
