@@ -84,6 +84,9 @@ type engine struct {
 	ringFlushOff atomic.Bool // the ring cancelled a flush: the committer flushes from then on
 	flushMu      sync.Mutex  // guards lanes, next, spare
 	lanes        []flushLane
+	writing      atomic.Int32  // durable writes submitted to the ring and not completed
+	nextSince    time.Time     // when the chains in next started waiting
+	flushTime    time.Duration // moving average of the ring's flush times
 	next         []*job
 	spare        []*job // the group being acknowledged's array goes back here
 	jobs         []*job
@@ -102,9 +105,10 @@ const maxFlushLanes = 2
 // flushLane is a flush lane of the engine and the group of chains whose
 // flush is in flight on it, if busy.
 type flushLane struct {
-	lane  *blockstore.FlushLane
-	busy  bool
-	group []*job
+	lane    *blockstore.FlushLane
+	busy    bool
+	group   []*job
+	started time.Time // of its flush in flight
 }
 
 func newEngine(p *port) *engine {
@@ -202,6 +206,8 @@ func (e *engine) run(j *job) {
 		e.watch.untrack(j)
 		j.sync = true
 		e.work <- j
+	} else if j.op.write {
+		e.writing.Add(1)
 	}
 }
 
@@ -255,6 +261,9 @@ func (e *engine) completer() {
 			}
 			j := e.jobs[c.User]
 			e.watch.untrack(j)
+			if j.op.write {
+				e.writing.Add(-1)
+			}
 			total := 0
 			for m := j; m != nil; m = m.next {
 				total += len(m.op.buf)
@@ -344,6 +353,9 @@ func (e *engine) flushLaneOf(u uint64) (int, bool) {
 // committer flushes the chains with a blocking call.
 func (e *engine) toFlush(chains []*job) {
 	e.flushMu.Lock()
+	if len(e.next) == 0 {
+		e.nextSince = time.Now()
+	}
 	e.next = append(e.next, chains...)
 	err := e.startFlushLocked()
 	e.flushMu.Unlock()
@@ -353,9 +365,16 @@ func (e *engine) toFlush(chains []*job) {
 }
 
 // startFlushLocked prepares a flush of the chains in next on a free lane,
-// if there is one, with flushMu held.
+// if there is one, with flushMu held. While durable writes are still at the
+// disk, and the chains in next have waited less than half a flush, it
+// leaves them: the group gathers the writes the initiator sent together
+// (a flush started at the first of them would leave the others waiting for
+// it, then for their own), without holding up a lone write.
 func (e *engine) startFlushLocked() error {
 	if len(e.next) == 0 {
+		return nil
+	}
+	if gatherMore(int(e.writing.Load()), time.Since(e.nextSince), e.flushTime) {
 		return nil
 	}
 	i := 0
@@ -373,9 +392,19 @@ func (e *engine) startFlushLocked() error {
 		return err
 	}
 	e.p.s.h.stats.Flushes.Add(1)
+	l.started = time.Now()
 	l.busy = true
 	l.group, e.next = e.next, l.group[:0]
 	return nil
+}
+
+// gatherMore reports whether a group whose first chain has waited waited
+// should wait for more while writing durable writes are still at the disk,
+// when flushes take flushTime: for half a flush at most (and maxGather). The
+// completions of those writes come back to startFlushLocked, and the group
+// grows to take them, so it needs no timer.
+func gatherMore(writing int, waited, flushTime time.Duration) bool {
+	return writing > 0 && waited < min(flushTime/2, maxGather)
 }
 
 // testRingFlushResult, set by tests, replaces the result of each flush
@@ -423,6 +452,7 @@ func (e *engine) flushed(i int, err error, w *workerState, done []*job) []*job {
 	e.flushMu.Lock()
 	l := &e.lanes[i]
 	group := l.group
+	e.flushTime = (3*e.flushTime + time.Since(l.started)) / 4
 	l.group, e.spare = e.spare[:0], nil
 	l.busy = false
 	if cancelled {

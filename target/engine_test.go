@@ -1,6 +1,9 @@
 package target
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestCacheGuess drives the guess with runs of cache hits and misses and
 // counts the chains it tries.
@@ -83,6 +86,27 @@ func TestCacheGuessProbe(t *testing.T) {
 		}
 		if g.probe() {
 			t.Errorf("%d misses, then hits: still probing", tt.misses)
+		}
+	}
+}
+
+// TestGatherMore checks when a group of durable writes waits for the
+// writes still at the disk.
+func TestGatherMore(t *testing.T) {
+	for _, tt := range []struct {
+		writing           int
+		waited, flushTime time.Duration
+		want              bool
+	}{
+		{0, 0, 400 * time.Microsecond, false},                    // nothing to wait for
+		{3, 0, 0, false},                                         // no flush timed yet
+		{3, 50 * time.Microsecond, 400 * time.Microsecond, true}, // within half a flush
+		{3, 200 * time.Microsecond, 400 * time.Microsecond, false},
+		{1, 900 * time.Microsecond, 10 * time.Millisecond, true},
+		{1, maxGather, 10 * time.Millisecond, false}, // bounded by maxGather
+	} {
+		if got := gatherMore(tt.writing, tt.waited, tt.flushTime); got != tt.want {
+			t.Errorf("gatherMore(%d, %v, %v) = %v, want %v", tt.writing, tt.waited, tt.flushTime, got, tt.want)
 		}
 	}
 }
