@@ -3,8 +3,13 @@ package blockstore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -370,4 +375,122 @@ func TestWriteDirect(t *testing.T) {
 		}
 		g.Close()
 	}
+}
+
+// BenchmarkRingGroupCommit measures what the disk allows a durable group
+// commit that acknowledges a write only after a flush that started once it
+// completed: each iteration writes a group of random 4-KiB blocks at once
+// (through the ring, or into the page cache), waits for them, then flushes
+// on a lane and waits for that. With n writes in flight at most (an
+// initiator's window of 8 writes is 32 frames at MTU 1500), no target can
+// acknowledge more than n writes per group time, plus the network's share;
+// "streams=2" runs two such loops of n/2 writes at once, each with its own
+// ring and lane (two groups in flight, as two flush lanes allow). The file
+// is $AOETARGET_BENCH_FILE (an existing file on the disk to measure, left as
+// it is but for the blocks written) or a 256-MiB file in the test's
+// temporary directory.
+func BenchmarkRingGroupCommit(b *testing.B) {
+	path := os.Getenv("AOETARGET_BENCH_FILE")
+	if path == "" {
+		path = filepath.Join(b.TempDir(), "disk")
+		if err := os.WriteFile(path, pattern(256<<20, 1), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, bm := range []struct{ n, streams int }{{1, 1}, {4, 1}, {8, 1}, {8, 2}, {16, 1}} {
+		for _, direct := range []bool{true, false} {
+			name := fmt.Sprintf("writes=%d/streams=%d/%s", bm.n, bm.streams, map[bool]string{true: "O_DIRECT", false: "buffered"}[direct])
+			b.Run(name, func(b *testing.B) {
+				f, err := Open(path, Options{Direct: direct})
+				if err != nil {
+					b.Skip(err)
+				}
+				defer f.Close()
+				var wg sync.WaitGroup
+				errs := make(chan error, bm.streams)
+				b.ResetTimer()
+				for s := range bm.streams {
+					wg.Go(func() {
+						if err := groupCommits(f, direct, bm.n/bm.streams, b.N/bm.streams, uint64(s)); err != nil {
+							errs <- err
+						}
+					})
+				}
+				wg.Wait()
+				close(errs)
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(bm.n*(b.N/bm.streams))/b.Elapsed().Seconds(), "writes/s")
+			})
+		}
+	}
+}
+
+// groupCommits runs groups rounds of: n random 4-KiB writes at once, then
+// a flush on a lane of its own ring, waiting for each.
+func groupCommits(f *File, direct bool, n, groups int, seed uint64) error {
+	r, err := f.NewRing(64)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	lane, err := r.NewFlushLane()
+	if err != nil {
+		return err
+	}
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = alignedBuf(4096, 0)
+		copy(bufs[i], pattern(4096, byte(i)))
+	}
+	blocks := f.Sectors() / 8
+	rng := rand.New(rand.NewPCG(seed, 2))
+	cs := make([]Completion, n+1)
+	wait := func(k int) error {
+		for k > 0 {
+			got, err := r.Wait(cs)
+			if err != nil {
+				return err
+			}
+			for _, c := range cs[:got] {
+				if c.Err != nil {
+					return c.Err
+				}
+			}
+			k -= got
+		}
+		return nil
+	}
+	for range groups {
+		for i := range n {
+			off := int64(rng.Uint64N(blocks)) * 4096
+			if direct {
+				err = r.Prepare(true, bufs[i:i+1], off, uint64(i))
+			} else {
+				_, err = f.WriteAt(bufs[i], off)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if direct {
+			if _, err := r.Submit(); err != nil {
+				return err
+			}
+			if err := wait(n); err != nil {
+				return err
+			}
+		}
+		if err := lane.PrepareFlush(uint64(n)); err != nil {
+			return err
+		}
+		if _, err := r.Submit(); err != nil {
+			return err
+		}
+		if err := wait(1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
