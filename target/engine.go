@@ -202,12 +202,18 @@ func (e *engine) run(j *job) {
 		bufs = append(bufs, m.op.buf)
 	}
 	e.watch.track(j)
-	if err := e.ring.Prepare(j.op.write, bufs, j.op.off, uint64(j.id)); err != nil {
+	// Counted before it can complete (and j be released).
+	write := j.op.write
+	if write {
+		e.writing.Add(1)
+	}
+	if err := e.ring.Prepare(write, bufs, j.op.off, uint64(j.id)); err != nil {
+		if write {
+			e.writing.Add(-1)
+		}
 		e.watch.untrack(j)
 		j.sync = true
 		e.work <- j
-	} else if j.op.write {
-		e.writing.Add(1)
 	}
 }
 
