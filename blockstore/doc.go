@@ -35,6 +35,13 @@
 // and then forgets it, so a later fdatasync can succeed even though the data
 // was lost. Once Flush has failed, every later Flush of the same [File]
 // returns that error, and the caller should treat the store as broken.
+// Linux reports that error once per open file description, so flushes in
+// flight together must each have their own: a [Ring]'s [FlushLane]s, one
+// flush at a time each, give them that.
+//
+// A [Ring] can also send the writes of a store opened without Direct to the
+// disk directly ([Ring.WriteDirect]), so that a flush has no page cache to
+// write back, only the disk's cache to empty.
 //
 // # Implementations
 //
