@@ -145,9 +145,9 @@ func (r *Ring) WriteDirect() error {
 	if f.ro || f.dio {
 		return fmt.Errorf("blockstore: %s: direct writes are for writable stores opened without Direct", f.path)
 	}
-	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.fd), unix.O_RDWR|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	fd, err := f.reopen("O_DIRECT", unix.O_RDWR|unix.O_DIRECT)
 	if err != nil {
-		return fmt.Errorf("blockstore: open %s again O_DIRECT: %w", f.path, err)
+		return err
 	}
 	osf := os.NewFile(uintptr(fd), f.path)
 	raw, err := osf.SyscallConn()
@@ -316,6 +316,17 @@ func (r *Ring) prepareFlush(fd int, user uint64) error {
 	return nil
 }
 
+// reopen opens the file of f again, as a new open file description with
+// flags (the same file even if its path was renamed or removed since),
+// close-on-exec; why names it in the error.
+func (f *File) reopen(why string, flags int) (int, error) {
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.fd), flags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("blockstore: open %s again %s: %w", f.path, why, err)
+	}
+	return fd, nil
+}
+
 // A FlushLane flushes a Ring's file through a file description of its
 // own, so that flushes on different lanes may be in flight together
 // safely. The kernel reports a write-back error once per file
@@ -340,9 +351,9 @@ func (r *Ring) NewFlushLane() (*FlushLane, error) {
 	}
 	// O_RDONLY: fdatasync needs no write access, and a block device
 	// opened without O_EXCL takes no new claim.
-	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", r.f.fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := r.f.reopen("for flushes", unix.O_RDONLY)
 	if err != nil {
-		return nil, fmt.Errorf("blockstore: open %s again for flushes: %w", r.f.path, err)
+		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -82,7 +82,7 @@ type engine struct {
 	// acknowledges them and starts the next flush if writes wait.
 	ringFlush    bool
 	ringFlushOff atomic.Bool // the ring cancelled a flush: the committer flushes from then on
-	flushMu      sync.Mutex  // guards lanes, next, spare
+	flushMu      sync.Mutex  // guards lanes, next, spare, nextSince, flushTime
 	lanes        []flushLane
 	writing      atomic.Int32  // durable writes submitted to the ring and not completed
 	nextSince    time.Time     // when the chains in next started waiting
